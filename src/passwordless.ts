@@ -1,0 +1,526 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { PasswordlessError, wrapError } from './errors.js';
+import {
+  type DeliveryConfig,
+  type InitConfig,
+  type RequestTokenConfig,
+  validateAcceptTokenOptions,
+  validateDeliveryOptions,
+  validateInitOptions,
+  validateLogoutOptions,
+  validateRequestTokenOptions,
+  validateRestrictedOptions,
+} from './options.js';
+import { isSafeRedirect } from './redirect.js';
+import { MAX_UID_LENGTH } from './store-args.js';
+import { generateNumberToken, generateToken, hashToken } from './token.js';
+import type {
+  AcceptTokenOptions,
+  DeliveryOptions,
+  GetUserId,
+  InitOptions,
+  LogoutOptions,
+  RequestTokenOptions,
+  RestrictedOptions,
+  SendToken,
+  TokenRecord,
+  TokenStore,
+} from './types.js';
+
+/** Longest `user`, `delivery` or `uid` input accepted (longer → 400 before any lookup). */
+const MAX_INPUT_LENGTH = 1024;
+/** Longest token accepted from a request (the default token is 22 characters). */
+const MAX_TOKEN_LENGTH = 256;
+const STORE_METHODS = ['storeOrUpdate', 'consume', 'invalidateUser', 'clear', 'length', 'close'] as const;
+
+interface DeliveryMethod {
+  name: string | undefined;
+  send: SendToken;
+  config: Readonly<DeliveryConfig>;
+}
+
+/** The parts of express-session / cookie-session the core uses. */
+interface SessionLike {
+  passwordless?: unknown;
+  regenerate?: (callback: (err?: unknown) => void) => void;
+  save?: (callback: (err?: unknown) => void) => void;
+  [key: string]: unknown;
+}
+
+type Flash = (type: string, message: string) => unknown;
+
+function sessionOf(req: Request): SessionLike | undefined {
+  const session = (req as unknown as { session?: unknown }).session;
+  return typeof session === 'object' && session !== null ? (session as SessionLike) : undefined;
+}
+
+function flashOf(req: Request): Flash | undefined {
+  const flash = (req as unknown as { flash?: unknown }).flash;
+  return typeof flash === 'function' ? (flash.bind(req) as Flash) : undefined;
+}
+
+function props(req: Request): Record<string, unknown> {
+  return req as unknown as Record<string, unknown>;
+}
+
+/** Reads an own property only, so nothing comes from a polluted prototype. */
+function field(source: unknown, key: string): unknown {
+  if (typeof source !== 'object' || source === null || !Object.hasOwn(source, key)) return undefined;
+  return (source as Record<string, unknown>)[key];
+}
+
+function isOptionalString(value: unknown): value is string | undefined {
+  return value === undefined || typeof value === 'string';
+}
+
+/** Express 4 does not forward rejected promises; this does, on both majors. */
+function handler(fn: (req: Request, res: Response, next: NextFunction) => Promise<void>): RequestHandler {
+  return (req, res, next) => {
+    fn(req, res, next).catch(next);
+  };
+}
+
+async function withTimeout<T>(work: () => T | Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  try {
+    // Promise.race subscribes to the work, so its late rejection is handled and never goes unhandled.
+    return await Promise.race([Promise.resolve().then(work), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function callSession(session: SessionLike, method: 'regenerate' | 'save'): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    (session[method] as NonNullable<SessionLike['save']>).call(session, (err) => (err ? reject(err) : resolve()));
+  }).catch((err: unknown) => {
+    throw new PasswordlessError('SESSION_ERROR', `req.session.${method}() failed; nobody was logged in or out.`, {
+      cause: err,
+    });
+  });
+}
+
+/**
+ * Gives the request a new session id while keeping the app's own session data (cart, flash messages…). A session id
+ * an attacker planted before login (session fixation) is then worth nothing. cookie-session has no `regenerate`:
+ * its whole session lives in the signed cookie, so there is no server-side id to fix.
+ */
+async function regenerateSession(req: Request): Promise<SessionLike | undefined> {
+  const session = sessionOf(req);
+  if (!session || typeof session.regenerate !== 'function') return session;
+  const carried: Record<string, unknown> = {};
+  for (const key of Object.keys(session)) if (key !== 'cookie') carried[key] = session[key];
+  await callSession(session, 'regenerate');
+  const fresh = sessionOf(req);
+  if (!fresh) throw new PasswordlessError('SESSION_ERROR', 'req.session is missing after regenerate().');
+  Object.assign(fresh, carried);
+  return fresh;
+}
+
+function describeUidResult(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value;
+}
+
+/** Passwordless login for Express: one instance per app (or use the default export). */
+export class Passwordless {
+  #store: TokenStore | undefined;
+  #config: Readonly<InitConfig> | undefined;
+  #defaultDelivery: DeliveryMethod | undefined;
+  readonly #namedDeliveries = new Map<string, DeliveryMethod>();
+  #warnedUnkeyedCodes = false;
+
+  /** Sets the token store and the instance options; call it before the first request. */
+  init(store: TokenStore, options?: InitOptions): void {
+    if (typeof store !== 'object' || store === null) {
+      throw new PasswordlessError(
+        'INVALID_STORE',
+        'init(): the first argument must be a TokenStore such as `new MemoryStore()`.',
+      );
+    }
+    const missing = STORE_METHODS.filter((m) => typeof (store as unknown as Record<string, unknown>)[m] !== 'function');
+    if (missing.length > 0) {
+      throw new PasswordlessError(
+        'INVALID_STORE',
+        `init(): the store lacks ${missing.map((m) => `${m}()`).join(', ')}; see docs/token-stores.md for the TokenStore interface.`,
+      );
+    }
+    this.#config = validateInitOptions(options);
+    this.#store = store;
+    this.#warnUnkeyedCodes();
+  }
+
+  /** Adds the default delivery method (`addDelivery(send)`) or a named one (`addDelivery(name, send)`). */
+  addDelivery(send: SendToken, options?: DeliveryOptions): void;
+  addDelivery(name: string, send: SendToken, options?: DeliveryOptions): void;
+  addDelivery(nameOrSend: string | SendToken, sendOrOptions?: SendToken | DeliveryOptions, options?: unknown): void {
+    const call = 'addDelivery()';
+    let name: string | undefined;
+    let send: unknown;
+    let opts: unknown;
+    if (typeof nameOrSend === 'function') {
+      send = nameOrSend;
+      opts = sendOrOptions;
+      if (options !== undefined) {
+        throw new PasswordlessError('BAD_OPTIONS', `${call}: use addDelivery(send, options) or addDelivery(name, send, options).`);
+      }
+    } else {
+      name = nameOrSend;
+      send = sendOrOptions;
+      opts = options;
+      if (typeof name !== 'string' || name.length === 0 || name.length > MAX_INPUT_LENGTH) {
+        throw new PasswordlessError('BAD_OPTIONS', `${call}: the name must be a non-empty string of at most 1024 characters.`);
+      }
+    }
+    if (typeof send !== 'function') {
+      throw new PasswordlessError('BAD_OPTIONS', `${call}: \`send\` must be a function (ctx) => Promise<void>; got ${typeof send}.`);
+    }
+    const config = validateDeliveryOptions(opts);
+    if (this.#defaultDelivery) {
+      throw new PasswordlessError(
+        'BAD_OPTIONS',
+        `${call}: a default delivery method exists already; name every method, e.g. addDelivery('email', send), to have several.`,
+      );
+    }
+    if (name === undefined && this.#namedDeliveries.size > 0) {
+      throw new PasswordlessError('BAD_OPTIONS', `${call}: named delivery methods exist already; name this one too.`);
+    }
+    if (name !== undefined && this.#namedDeliveries.has(name)) {
+      throw new PasswordlessError('BAD_OPTIONS', `${call}: a delivery method named "${name}" exists already.`);
+    }
+    if (config.numberMax !== undefined && config.numberMax < 1_000_000) {
+      console.warn(
+        `express-passwordless: addDelivery(${name === undefined ? '' : `"${name}"`}) numberToken.max ${config.numberMax} ` +
+          'gives codes of fewer than 6 digits; guessing gets easy. Use max: 1_000_000 or more.',
+      );
+    }
+    const method: DeliveryMethod = { name, send: send as SendToken, config };
+    if (name === undefined) this.#defaultDelivery = method;
+    else this.#namedDeliveries.set(name, method);
+    this.#warnUnkeyedCodes();
+  }
+
+  /** Middleware that makes a token for the user in the request, stores its hash and calls the delivery's `send`. */
+  requestToken(getUserId: GetUserId, options?: RequestTokenOptions): RequestHandler {
+    if (typeof getUserId !== 'function') {
+      throw new PasswordlessError(
+        'BAD_OPTIONS',
+        'requestToken(): `getUserId` must be a function (user, delivery, req) => uid | { uid, recipient } | null.',
+      );
+    }
+    const cfg = validateRequestTokenOptions(options);
+    return handler(async (req, res, next) => {
+      const { store, config } = this.#ready('requestToken()');
+      if (!this.#defaultDelivery && this.#namedDeliveries.size === 0) {
+        throw new PasswordlessError('NO_DELIVERY', 'requestToken(): no delivery method; call passwordless.addDelivery(send) first.');
+      }
+      const flash = flashOf(req);
+      if ((cfg.successFlash !== undefined || cfg.failureFlash !== undefined) && !flash) {
+        throw new PasswordlessError('NO_FLASH', 'requestToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).');
+      }
+
+      let source: unknown;
+      if (req.method === 'POST') {
+        if (req.body === undefined) {
+          throw new PasswordlessError(
+            'NO_BODY',
+            'requestToken(): req.body is missing; add express.urlencoded() or express.json() before it.',
+          );
+        }
+        source = req.body;
+      } else if (cfg.allowGet && req.method === 'GET') {
+        source = req.query;
+      }
+      const user = field(source, cfg.userField);
+      const delivery = field(source, cfg.deliveryField);
+      const origin = cfg.originField === undefined ? undefined : field(source, cfg.originField);
+
+      // Hostile input: arrays and objects (qs, JSON), numbers, null or huge strings never reach getUserId or the store.
+      if (!isOptionalString(user) || !isOptionalString(delivery) || !isOptionalString(origin)) {
+        return void res.status(400).send('Bad Request');
+      }
+      if ((user?.length ?? 0) > MAX_INPUT_LENGTH || (delivery?.length ?? 0) > MAX_INPUT_LENGTH) {
+        return void res.status(400).send('Bad Request');
+      }
+
+      const method = (delivery ? this.#namedDeliveries.get(delivery) : undefined) ?? this.#defaultDelivery;
+      if (user === '') return this.#requestFailure(req, res, cfg, 401);
+      if (user === undefined || !method) return this.#requestFailure(req, res, cfg, 400);
+
+      let found: unknown;
+      try {
+        found = await getUserId(user, delivery, req);
+      } catch (err) {
+        throw new PasswordlessError('USER_LOOKUP_FAILED', 'requestToken(): getUserId() threw or rejected; see `cause`.', {
+          cause: err,
+        });
+      }
+      const target = this.#resolveUser(found, user);
+      if (!target) return this.#requestFailure(req, res, cfg, 401);
+      const { uid, recipient } = target;
+
+      const token = await this.#makeToken(method.config);
+      const expiresAt = new Date(Date.now() + method.config.ttl);
+      const record: TokenRecord = { uid, tokenHash: hashToken(token, config.secret), expiresAt };
+      // An unsafe origin is dropped here, and checked again when the token is accepted.
+      if (isSafeRedirect(origin)) record.origin = origin;
+      if (method.config.maxAttempts !== undefined) record.maxAttempts = method.config.maxAttempts;
+      await this.#storeCall('storeOrUpdate', () => store.storeOrUpdate(record));
+
+      try {
+        await withTimeout(
+          () => method.send({ token, uid, recipient, delivery: method.name, req, expiresAt, kind: method.config.kind }),
+          config.deliveryTimeout,
+          () => new Error(`send() took longer than deliveryTimeout (${config.deliveryTimeout} ms)`),
+        );
+      } catch (err) {
+        // The user never got this token: leave none behind that a later leak of the message could use.
+        await this.#storeCall('invalidateUser', () => store.invalidateUser(uid)).catch(() => undefined);
+        throw new PasswordlessError(
+          'DELIVERY_FAILED',
+          `requestToken(): the delivery ${method.name === undefined ? 'method' : `"${method.name}"`} failed; the token was invalidated. See \`cause\`.`,
+          { cause: err },
+        );
+      }
+
+      const info = (props(req).passwordless as Record<string, unknown> | undefined) ?? {};
+      info.uidToAuth = uid;
+      props(req).passwordless = info;
+      if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
+      next();
+    });
+  }
+
+  /** Middleware that logs the user in when the request carries a valid token and uid. */
+  acceptToken(options?: AcceptTokenOptions): RequestHandler {
+    const cfg = validateAcceptTokenOptions(options);
+    return handler(async (req, res, next) => {
+      let token = field(req.query, cfg.tokenField);
+      let uid = field(req.query, cfg.uidField);
+      if (token === undefined && uid === undefined && cfg.allowPost && req.method === 'POST') {
+        if (req.body === undefined && req.is(['urlencoded', 'json'])) {
+          throw new PasswordlessError('NO_BODY', 'acceptToken({ allowPost }): req.body is missing; add express.urlencoded() before it.');
+        }
+        token = field(req.body, cfg.tokenField);
+        uid = field(req.body, cfg.uidField);
+      }
+      if (token === undefined && uid === undefined) return next();
+
+      // A response to a URL that carries a token must not be cached, nor leak the URL in the Referer of what it loads.
+      res.set('Cache-Control', 'no-store');
+      res.set('Referrer-Policy', 'no-referrer');
+      // Link scanners and prefetchers send HEAD/OPTIONS: not checked, consumed or counted, so HEAD is neither a trap
+      // for the real user's token nor a free oracle for guessing codes.
+      if (req.method === 'HEAD' || req.method === 'OPTIONS') return next();
+      // Hostile input: arrays/objects (`?token[]=…`) or huge strings never reach the store.
+      if (!isOptionalString(token) || !isOptionalString(uid)) return void res.status(400).send('Bad Request');
+      if ((token?.length ?? 0) > MAX_TOKEN_LENGTH || (uid?.length ?? 0) > MAX_UID_LENGTH) {
+        return void res.status(400).send('Bad Request');
+      }
+      if (!token || !uid) return next();
+
+      const { store, config } = this.#ready('acceptToken()');
+      const flash = flashOf(req);
+      if ((cfg.successFlash !== undefined || cfg.failureFlash !== undefined) && !flash) {
+        throw new PasswordlessError('NO_FLASH', 'acceptToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).');
+      }
+      const result = await this.#storeCall('consume', () =>
+        store.consume(uid, hashToken(token, config.secret), { keep: config.allowTokenReuse }),
+      );
+      if (!result.ok) {
+        // Unknown uid, wrong, expired, used or voided token: one outcome, so none of them can be told apart.
+        if (cfg.failureFlash !== undefined) flash?.('passwordless', cfg.failureFlash);
+        return next();
+      }
+
+      const session = await regenerateSession(req);
+      if (session) session.passwordless = uid;
+      props(req)[config.userProperty] = uid;
+      if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
+      // The stored origin was checked at requestToken; check again in case the store holds older or foreign data.
+      const origin = cfg.enableOriginRedirect && isSafeRedirect(result.origin) ? result.origin : undefined;
+      const target = origin ?? cfg.successRedirect;
+      if (target !== undefined) return this.#redirect(req, res, target);
+      next();
+    });
+  }
+
+  /** Middleware that lets only logged-in requests through: 401 (or `failureRedirect`) for the rest. */
+  restricted(options?: RestrictedOptions): RequestHandler {
+    const cfg = validateRestrictedOptions(options);
+    return handler(async (req, res, next) => {
+      if (props(req)[this.#userProperty()]) return next();
+      if (cfg.failureRedirect === undefined) {
+        res.status(401).set('WWW-Authenticate', 'Provide a token').send('Unauthorized');
+        return;
+      }
+      let target = cfg.failureRedirect;
+      if (cfg.originField !== undefined) {
+        target += `${target.includes('?') ? '&' : '?'}${encodeURIComponent(cfg.originField)}=${encodeURIComponent(req.originalUrl)}`;
+      }
+      if (cfg.failureFlash !== undefined) {
+        const flash = flashOf(req);
+        if (!flash) throw new PasswordlessError('NO_FLASH', 'restricted(): `failureFlash` needs connect-flash: app.use(flash()).');
+        flash('passwordless', cfg.failureFlash);
+      }
+      return this.#redirect(req, res, target);
+    });
+  }
+
+  /** Middleware that restores `req[userProperty]` from the session on every request; it never calls the store. */
+  sessionSupport(): RequestHandler {
+    return (req, _res, next) => {
+      const session = sessionOf(req);
+      if (!session) {
+        return next(
+          new PasswordlessError(
+            'NO_SESSION',
+            'sessionSupport() needs a session: add express-session (or cookie-session) before it.',
+          ),
+        );
+      }
+      const uid = session.passwordless;
+      if (typeof uid === 'string' && uid.length > 0) props(req)[this.#userProperty()] = uid;
+      next();
+    };
+  }
+
+  /** Middleware that logs the user out: session and request cleared, session id renewed, pending tokens voided. */
+  logout(options?: LogoutOptions): RequestHandler {
+    const cfg = validateLogoutOptions(options);
+    return handler(async (req, _res, next) => {
+      const flash = flashOf(req);
+      if (cfg.successFlash !== undefined && !flash) {
+        throw new PasswordlessError('NO_FLASH', 'logout(): `successFlash` needs connect-flash: app.use(flash()).');
+      }
+      const userProperty = this.#userProperty();
+      const session = sessionOf(req);
+      const fromRequest = props(req)[userProperty];
+      const uid = typeof fromRequest === 'string' ? fromRequest : session?.passwordless;
+      delete props(req)[userProperty];
+      if (typeof uid !== 'string' || uid.length === 0) {
+        if (session) delete session.passwordless;
+        return next();
+      }
+      // The session is cleared first, so the user is logged out even when the store is down.
+      if (session) {
+        delete session.passwordless;
+        await regenerateSession(req);
+      }
+      let storeError: unknown;
+      if (this.#store) {
+        const store = this.#store;
+        await this.#storeCall('invalidateUser', () => store.invalidateUser(uid)).catch((err: unknown) => {
+          storeError = err;
+        });
+      }
+      if (storeError) return next(storeError);
+      if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
+      next();
+    });
+  }
+
+  #userProperty(): string {
+    return this.#config?.userProperty ?? 'user';
+  }
+
+  #ready(call: string): { store: TokenStore; config: Readonly<InitConfig> } {
+    if (!this.#store || !this.#config) {
+      throw new PasswordlessError('NOT_INITIALIZED', `${call}: call passwordless.init(store) before the first request.`);
+    }
+    return { store: this.#store, config: this.#config };
+  }
+
+  #warnUnkeyedCodes(): void {
+    if (this.#warnedUnkeyedCodes || !this.#config || this.#config.secret) return;
+    const methods = [this.#defaultDelivery, ...this.#namedDeliveries.values()];
+    if (!methods.some((m) => m?.config.kind === 'code')) return;
+    this.#warnedUnkeyedCodes = true;
+    console.warn(
+      'express-passwordless: short codes (numberToken / tokenAlgorithm) are stored as plain SHA-256 hashes, which a ' +
+        'leaked store reverses at once. Pass init(store, { secret }) with 32+ random bytes to store HMACs instead.',
+    );
+  }
+
+  async #storeCall<T>(method: string, work: () => Promise<T>): Promise<T> {
+    const timeout = this.#config?.storeTimeout ?? 2000;
+    try {
+      return await withTimeout(
+        work,
+        timeout,
+        () => new PasswordlessError('STORE_ERROR', `The token store's ${method}() took longer than storeTimeout (${timeout} ms).`),
+      );
+    } catch (err) {
+      throw wrapError('STORE_ERROR', `The token store's ${method}() failed; see \`cause\`.`, err);
+    }
+  }
+
+  async #makeToken(config: Readonly<DeliveryConfig>): Promise<string> {
+    if (config.numberMax !== undefined) return generateNumberToken(config.numberMax);
+    if (!config.tokenAlgorithm) return generateToken();
+    let token: unknown;
+    try {
+      token = await config.tokenAlgorithm();
+    } catch (err) {
+      throw new PasswordlessError('TOKEN_GENERATION_FAILED', 'tokenAlgorithm() threw or rejected; see `cause`.', {
+        cause: err,
+      });
+    }
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+      throw new PasswordlessError(
+        'TOKEN_GENERATION_FAILED',
+        `tokenAlgorithm() must return a non-empty string of at most ${MAX_TOKEN_LENGTH} characters.`,
+      );
+    }
+    return token;
+  }
+
+  #resolveUser(found: unknown, input: string): { uid: string; recipient: string } | undefined {
+    if (found === null || found === undefined || found === '' || found === false) return undefined;
+    let uid: unknown = found;
+    let recipient: unknown = input;
+    if (typeof found === 'object' && !Array.isArray(found)) {
+      uid = (found as { uid?: unknown }).uid;
+      recipient = (found as { recipient?: unknown }).recipient;
+      if (typeof recipient !== 'string' || recipient.length === 0) {
+        throw new PasswordlessError(
+          'USER_LOOKUP_FAILED',
+          `getUserId() returned { uid, recipient } with a recipient that is not a non-empty string (${describeUidResult(recipient)}).`,
+        );
+      }
+    }
+    if (typeof uid === 'number' && Number.isFinite(uid)) uid = String(uid);
+    if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_UID_LENGTH) {
+      throw new PasswordlessError(
+        'USER_LOOKUP_FAILED',
+        `getUserId() must return a uid (a non-empty string of at most 1024 characters, or a number), { uid, recipient }, or null; got ${describeUidResult(uid)}.`,
+      );
+    }
+    return { uid, recipient: recipient as string };
+  }
+
+  #requestFailure(req: Request, res: Response, cfg: Readonly<RequestTokenConfig>, status: 400 | 401): Promise<void> | void {
+    if (cfg.failureRedirect !== undefined) {
+      if (cfg.failureFlash !== undefined) flashOf(req)?.('passwordless', cfg.failureFlash);
+      return this.#redirect(req, res, cfg.failureRedirect);
+    }
+    if (status === 401) {
+      res.status(401).set('WWW-Authenticate', 'Provide a valid user').send('Unauthorized');
+    } else {
+      res.status(400).send('Bad Request');
+    }
+  }
+
+  /** Saves the session before redirecting, so the browser's next request already sees it (unless skipped). */
+  async #redirect(req: Request, res: Response, target: string): Promise<void> {
+    const session = sessionOf(req);
+    if (session && !this.#config?.skipForceSessionSave && typeof session.save === 'function') {
+      await callSession(session, 'save');
+    }
+    res.redirect(target);
+  }
+}

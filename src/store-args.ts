@@ -1,0 +1,50 @@
+import { PasswordlessError } from './errors.js';
+import type { ConsumeOptions, TokenRecord } from './types.js';
+
+/** Longest uid a store accepts (the core refuses longer input with 400 before any store call). */
+export const MAX_UID_LENGTH = 1024;
+
+function bad(method: string, what: string, got: unknown): PasswordlessError {
+  const shown = typeof got === 'string' ? `a string of ${got.length} characters` : typeof got;
+  return new PasswordlessError('INVALID_ARGUMENT', `${method}(): ${what}; got ${shown}.`);
+}
+
+/** Rejects anything but a non-empty string of at most MAX_UID_LENGTH characters, so no object or operator reaches a query. */
+export function assertUid(method: string, uid: unknown): asserts uid is string {
+  if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_UID_LENGTH) {
+    throw bad(method, `uid must be a non-empty string of at most ${MAX_UID_LENGTH} characters`, uid);
+  }
+}
+
+/** Rejects a tokenHash that is not 64 lower-case hex characters (what the core always sends). */
+export function assertTokenHash(method: string, tokenHash: unknown): asserts tokenHash is string {
+  if (typeof tokenHash !== 'string' || !/^[0-9a-f]{64}$/.test(tokenHash)) {
+    throw bad(method, 'tokenHash must be 64 lower-case hex characters (a SHA-256 digest)', tokenHash);
+  }
+}
+
+/** Checks every field of a record passed to storeOrUpdate. */
+export function assertTokenRecord(record: unknown): asserts record is TokenRecord {
+  if (typeof record !== 'object' || record === null) throw bad('storeOrUpdate', 'record must be an object', record);
+  const r = record as Record<string, unknown>;
+  assertUid('storeOrUpdate', r.uid);
+  assertTokenHash('storeOrUpdate', r.tokenHash);
+  if (!(r.expiresAt instanceof Date) || Number.isNaN(r.expiresAt.getTime())) {
+    throw bad('storeOrUpdate', 'expiresAt must be a valid Date', r.expiresAt);
+  }
+  if (r.origin !== undefined && (typeof r.origin !== 'string' || r.origin.length > MAX_UID_LENGTH)) {
+    throw bad('storeOrUpdate', 'origin must be a string of at most 1024 characters or undefined', r.origin);
+  }
+  if (r.maxAttempts !== undefined && !(Number.isSafeInteger(r.maxAttempts) && (r.maxAttempts as number) > 0)) {
+    throw bad('storeOrUpdate', 'maxAttempts must be a positive integer or undefined', r.maxAttempts);
+  }
+}
+
+/** Checks the arguments of consume. */
+export function assertConsumeArgs(uid: unknown, tokenHash: unknown, options: unknown): asserts options is ConsumeOptions {
+  assertUid('consume', uid);
+  assertTokenHash('consume', tokenHash);
+  if (typeof options !== 'object' || options === null || typeof (options as ConsumeOptions).keep !== 'boolean') {
+    throw bad('consume', 'options must be { keep: boolean }', options);
+  }
+}

@@ -1,0 +1,325 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { hashToken } from '../token.js';
+import type { ConsumeResult, TokenRecord, TokenStore } from '../types.js';
+
+/** Options of {@link tokenStoreContract}. */
+export interface ContractOptions {
+  /** Upper bound in milliseconds for any single store call; a slower call fails the test. Default: `2000`. */
+  callTimeoutMs?: number;
+  /** Parallel calls in the race tests (consume-once, attempt counting). Default: `20`. */
+  concurrency?: number;
+  /**
+   * Milliseconds to wait for the backend's own expiry in the one test where a record expires while stored; the
+   * record is stored with `expiresAt` 50 ms ahead. Default: `300`.
+   */
+  expiryWaitMs?: number;
+}
+
+function newHash(): string {
+  return hashToken(randomBytes(16).toString('hex'));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Registers the TokenStore contract as vitest suites under `describe(name)`. Every store must pass it; it is the
+ * normative definition of the interface (see docs/token-stores.md). `createStore` is called for every test, and the
+ * store is cleared before and closed after each one.
+ */
+export function tokenStoreContract(
+  name: string,
+  createStore: () => TokenStore | Promise<TokenStore>,
+  options: ContractOptions = {},
+): void {
+  const callTimeoutMs = options.callTimeoutMs ?? 2000;
+  const concurrency = options.concurrency ?? 20;
+  const expiryWaitMs = options.expiryWaitMs ?? 300;
+
+  describe(name, () => {
+    let store: TokenStore;
+
+    // Every store call is raced against a timer: a hung driver fails the test instead of hanging the run.
+    async function call<T>(what: string, work: () => Promise<T>): Promise<T> {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not settle within ${callTimeoutMs} ms`)), callTimeoutMs);
+      });
+      try {
+        return await Promise.race([work(), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+
+    const put = (record: TokenRecord) => call('storeOrUpdate()', () => store.storeOrUpdate(record));
+    const consume = (uid: string, tokenHash: string, keep = false): Promise<ConsumeResult> =>
+      call('consume()', () => store.consume(uid, tokenHash, { keep }));
+    const inFuture = (ms = 60_000) => new Date(Date.now() + ms);
+
+    beforeEach(async () => {
+      store = await createStore();
+      await call('clear()', () => store.clear());
+    });
+
+    afterEach(async () => {
+      await call('close()', () => store.close());
+    });
+
+    describe('storeOrUpdate and consume', () => {
+      it('a stored token is consumed once with its origin; a second consume fails', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture(), origin: '/account?tab=1' });
+        expect(await consume('alice', tokenHash)).toEqual({ ok: true, origin: '/account?tab=1' });
+        expect((await consume('alice', tokenHash)).ok).toBe(false);
+      });
+
+      it('a record without origin gives ok without origin', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        const result = await consume('alice', tokenHash);
+        expect(result.ok).toBe(true);
+        expect(result.ok && result.origin).toBeFalsy();
+      });
+
+      it('a second store for the same uid replaces the first token', async () => {
+        const first = newHash();
+        const second = newHash();
+        await put({ uid: 'alice', tokenHash: first, expiresAt: inFuture() });
+        await put({ uid: 'alice', tokenHash: second, expiresAt: inFuture() });
+        expect((await consume('alice', first)).ok).toBe(false);
+        expect((await consume('alice', second)).ok).toBe(true);
+      });
+
+      it('a token is only valid for its own uid, and stays valid after being tried with another', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        await put({ uid: 'bob', tokenHash: newHash(), expiresAt: inFuture() });
+        expect((await consume('bob', tokenHash)).ok).toBe(false);
+        expect((await consume('mallory', tokenHash)).ok).toBe(false);
+        expect((await consume('alice', tokenHash)).ok).toBe(true);
+      });
+
+      it('compares the whole hash exactly (no prefix or pattern match)', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        const lastFlipped = tokenHash.slice(0, 63) + (tokenHash.endsWith('0') ? '1' : '0');
+        expect((await consume('alice', lastFlipped)).ok).toBe(false);
+        expect((await consume('alice', tokenHash)).ok).toBe(true);
+      });
+
+      it('consume of an unknown uid reports a failure', async () => {
+        expect(await consume('nobody', newHash())).toEqual({ ok: false, reason: expect.any(String) });
+      });
+
+      it('with keep, a token works repeatedly until it is invalidated', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        expect((await consume('alice', tokenHash, true)).ok).toBe(true);
+        expect((await consume('alice', tokenHash, true)).ok).toBe(true);
+        await call('invalidateUser()', () => store.invalidateUser('alice'));
+        expect((await consume('alice', tokenHash, true)).ok).toBe(false);
+      });
+
+      it.each([
+        ['dollar', '$where'],
+        ['operator JSON', '{"$ne":null}'],
+        ['dots and colons', 'a.b:c'],
+        ['glob', 'user*'],
+        ['SQL wildcards', "%_' OR '1'='1"],
+        ['quotes and backslash', `"'\\`],
+        ['unicode', 'zoë@exämple.org 🙂'],
+        ['the longest allowed length (1024 characters)', 'x'.repeat(1024)],
+      ])('round-trips a uid with %s', async (_, uid) => {
+        const tokenHash = newHash();
+        await put({ uid, tokenHash, expiresAt: inFuture(), origin: '/x' });
+        expect(await consume(uid, tokenHash)).toEqual({ ok: true, origin: '/x' });
+      });
+    });
+
+    describe('expiry', () => {
+      it('a record whose expiresAt has passed is never returned and not counted', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: new Date(Date.now() - 1) });
+        expect(await call('length()', () => store.length())).toBe(0);
+        expect((await consume('alice', tokenHash)).ok).toBe(false);
+      });
+
+      it('a record expires while stored, by the backend itself', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: new Date(Date.now() + 50) });
+        expect(await call('length()', () => store.length())).toBe(1);
+        await sleep(expiryWaitMs);
+        expect(await call('length()', () => store.length())).toBe(0);
+        expect((await consume('alice', tokenHash)).ok).toBe(false);
+      });
+
+      it('with keep, a token still dies at expiresAt', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: new Date(Date.now() + 50) });
+        expect((await consume('alice', tokenHash, true)).ok).toBe(true);
+        await sleep(expiryWaitMs);
+        expect((await consume('alice', tokenHash, true)).ok).toBe(false);
+      });
+    });
+
+    describe('concurrency', () => {
+      it(`of ${concurrency} concurrent consumes of one token exactly one succeeds`, async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        const results = await Promise.all(Array.from({ length: concurrency }, () => consume('alice', tokenHash)));
+        expect(results.filter((r) => r.ok)).toHaveLength(1);
+      });
+
+      it('a consume racing a replace never accepts the replaced token after the new one is stored', async () => {
+        const first = newHash();
+        const second = newHash();
+        await put({ uid: 'alice', tokenHash: first, expiresAt: inFuture() });
+        await put({ uid: 'alice', tokenHash: second, expiresAt: inFuture() });
+        const results = await Promise.all(Array.from({ length: concurrency }, () => consume('alice', first)));
+        expect(results.some((r) => r.ok)).toBe(false);
+      });
+    });
+
+    describe('attempts', () => {
+      it('wrong tries below maxAttempts leave the token valid', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: 3 });
+        expect((await consume('alice', newHash())).ok).toBe(false);
+        expect((await consume('alice', newHash())).ok).toBe(false);
+        expect((await consume('alice', tokenHash)).ok).toBe(true);
+      });
+
+      it('the maxAttempts-th wrong try voids the token', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: 3 });
+        for (let i = 0; i < 3; i++) expect((await consume('alice', newHash())).ok).toBe(false);
+        expect((await consume('alice', tokenHash)).ok).toBe(false);
+        expect(await call('length()', () => store.length())).toBe(0);
+      });
+
+      it(`${concurrency} concurrent wrong tries count as ${concurrency} (atomic counting)`, async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: concurrency });
+        await Promise.all(Array.from({ length: concurrency }, () => consume('alice', newHash())));
+        expect((await consume('alice', tokenHash)).ok).toBe(false);
+      });
+
+      it(`${concurrency - 1} concurrent wrong tries do not void a token with maxAttempts ${concurrency}`, async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: concurrency });
+        await Promise.all(Array.from({ length: concurrency - 1 }, () => consume('alice', newHash())));
+        expect((await consume('alice', tokenHash)).ok).toBe(true);
+      });
+
+      it('the right token racing wrong ones past maxAttempts succeeds at most once', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: 5 });
+        const tries = Array.from({ length: concurrency }, (_, i) => (i % 4 === 0 ? tokenHash : newHash()));
+        const results = await Promise.all(tries.map((h) => consume('alice', h)));
+        expect(results.filter((r) => r.ok).length).toBeLessThanOrEqual(1);
+        expect((await consume('alice', tokenHash)).ok).toBe(false);
+      });
+
+      it('storing a new token resets the attempt count of the record', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash: newHash(), expiresAt: inFuture(), maxAttempts: 2 });
+        expect((await consume('alice', newHash())).ok).toBe(false);
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: 2 });
+        expect((await consume('alice', newHash())).ok).toBe(false);
+        expect((await consume('alice', tokenHash)).ok).toBe(true);
+      });
+
+      it('without maxAttempts, wrong tries never void the token', async () => {
+        const tokenHash = newHash();
+        await put({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        await Promise.all(Array.from({ length: concurrency }, () => consume('alice', newHash())));
+        expect((await consume('alice', tokenHash)).ok).toBe(true);
+      });
+    });
+
+    describe('invalidateUser, clear, length', () => {
+      it('invalidateUser removes that uid only', async () => {
+        const a = newHash();
+        const b = newHash();
+        await put({ uid: 'alice', tokenHash: a, expiresAt: inFuture() });
+        await put({ uid: 'bob', tokenHash: b, expiresAt: inFuture() });
+        await call('invalidateUser()', () => store.invalidateUser('alice'));
+        expect((await consume('alice', a)).ok).toBe(false);
+        expect((await consume('bob', b)).ok).toBe(true);
+      });
+
+      it.each(['*', '%', '_', 'a*', '?', '[ab]', '{"$ne":null}', '.*', 'a%'])(
+        'invalidateUser(%j) is an exact match and leaves the tokens of "a" and "b"',
+        async (pattern) => {
+          const a = newHash();
+          const b = newHash();
+          await put({ uid: 'a', tokenHash: a, expiresAt: inFuture() });
+          await put({ uid: 'b', tokenHash: b, expiresAt: inFuture() });
+          await call('invalidateUser()', () => store.invalidateUser(pattern));
+          expect((await consume('a', a)).ok).toBe(true);
+          expect((await consume('b', b)).ok).toBe(true);
+        },
+      );
+
+      it('invalidateUser of an unknown uid resolves', async () => {
+        await expect(call('invalidateUser()', () => store.invalidateUser('nobody'))).resolves.toBeUndefined();
+      });
+
+      it('length counts pending tokens and clear removes them all', async () => {
+        expect(await call('length()', () => store.length())).toBe(0);
+        await put({ uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() });
+        await put({ uid: 'bob', tokenHash: newHash(), expiresAt: inFuture() });
+        await put({ uid: 'bob', tokenHash: newHash(), expiresAt: inFuture() });
+        expect(await call('length()', () => store.length())).toBe(2);
+        await call('clear()', () => store.clear());
+        expect(await call('length()', () => store.length())).toBe(0);
+      });
+    });
+
+    describe('bad arguments are rejected, never stored', () => {
+      const good = (): TokenRecord => ({ uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() });
+      it.each<[string, (r: TokenRecord) => unknown]>([
+        ['a uid that is an object', (r) => ({ ...r, uid: { $ne: null } })],
+        ['a uid that is an array', (r) => ({ ...r, uid: ['alice'] })],
+        ['an empty uid', (r) => ({ ...r, uid: '' })],
+        ['a uid over 1024 characters', (r) => ({ ...r, uid: 'x'.repeat(1025) })],
+        ['a tokenHash that is not 64 hex characters', (r) => ({ ...r, tokenHash: 'plain-token' })],
+        ['a tokenHash that is an object', (r) => ({ ...r, tokenHash: { $gt: '' } })],
+        ['an expiresAt that is not a Date', (r) => ({ ...r, expiresAt: Date.now() + 1000 })],
+        ['an invalid Date', (r) => ({ ...r, expiresAt: new Date(Number.NaN) })],
+        ['a maxAttempts of 0', (r) => ({ ...r, maxAttempts: 0 })],
+        ['an origin that is an object', (r) => ({ ...r, origin: { $ne: null } })],
+      ])('storeOrUpdate rejects %s', async (_, mutate) => {
+        const record = mutate(good());
+        await expect(call('storeOrUpdate()', () => store.storeOrUpdate(record as TokenRecord))).rejects.toThrow();
+        expect(await call('length()', () => store.length())).toBe(0);
+      });
+
+      it.each<[string, unknown, unknown]>([
+        ['an object uid', { $ne: null }, newHash()],
+        ['an array uid', ['alice'], newHash()],
+        ['an object tokenHash', 'alice', { $gt: '' }],
+        ['a regexp-like tokenHash', 'alice', '.*'],
+      ])('consume rejects %s and leaves the token valid', async (_, uid, tokenHash) => {
+        const record = good();
+        await put(record);
+        await expect(
+          call('consume()', () => store.consume(uid as string, tokenHash as string, { keep: false })),
+        ).rejects.toThrow();
+        expect((await consume('alice', record.tokenHash)).ok).toBe(true);
+      });
+
+      it('invalidateUser rejects a uid that is not a string', async () => {
+        const record = good();
+        await put(record);
+        await expect(
+          call('invalidateUser()', () => store.invalidateUser({ $ne: null } as unknown as string)),
+        ).rejects.toThrow();
+        expect((await consume('alice', record.tokenHash)).ok).toBe(true);
+      });
+    });
+  });
+}

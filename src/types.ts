@@ -1,0 +1,174 @@
+import type { Request } from 'express';
+
+/** A pending token as the core hands it to a store; the raw token never reaches a store. */
+export interface TokenRecord {
+  /** The user this token logs in. */
+  uid: string;
+  /** Lower-case hex SHA-256 of the token, or HMAC-SHA256 with the `secret` of `init` (64 characters). */
+  tokenHash: string;
+  /** The token is refused from this instant on, whether or not the store has purged it yet. */
+  expiresAt: Date;
+  /** Same-site path to return to after login, already checked by the core. */
+  origin?: string;
+  /** Wrong tries for this uid after which the record is void; absent means unlimited. */
+  maxAttempts?: number;
+}
+
+/** Why a `consume` failed; for logs and metrics only, never shown to the client. */
+export type ConsumeFailure = 'missing' | 'expired' | 'mismatch' | 'exhausted';
+
+/** Outcome of {@link TokenStore.consume}. */
+export type ConsumeResult = { ok: true; origin?: string } | { ok: false; reason: ConsumeFailure };
+
+/** Options of {@link TokenStore.consume}. */
+export interface ConsumeOptions {
+  /** Leave the record in place on a match (`allowTokenReuse`); it still dies at `expiresAt` and at `invalidateUser`. */
+  keep: boolean;
+}
+
+/**
+ * Where pending tokens live. All methods return Promises, settle in bounded time and reject with the driver's error
+ * on failure. The contract kit in `express-passwordless/testing` is the normative definition; see docs/token-stores.md.
+ */
+export interface TokenStore {
+  /** Store `record`, replacing any earlier token of `record.uid` (and its attempt count). */
+  storeOrUpdate(record: TokenRecord): Promise<void>;
+  /**
+   * In one atomic step: if `uid` has an unexpired record whose hash equals `tokenHash`, delete it (unless `keep`) and
+   * resolve `ok`; otherwise count one failed attempt on the uid's record and delete it once `maxAttempts` is reached.
+   */
+  consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult>;
+  /** Remove every pending token of `uid` (exact match: no patterns, no operators). */
+  invalidateUser(uid: string): Promise<void>;
+  /** Remove every record this store owns (its own prefix / table / collection only). */
+  clear(): Promise<void>;
+  /** Number of unexpired records. */
+  length(): Promise<number>;
+  /** Release what the store created (timers, connections it opened); never close a client the caller passed in. */
+  close(): Promise<void>;
+}
+
+/** What a delivery's `send` receives for one token. */
+export interface DeliveryContext {
+  /** The plain token or code to deliver; it exists only in memory and in this message. */
+  token: string;
+  /** The uid that `getUserId` returned; put it beside the token in the link. */
+  uid: string;
+  /** Where to send: the `recipient` that `getUserId` returned, else the user's own input. */
+  recipient: string;
+  /** Name of the delivery method, or `undefined` for the default one. */
+  delivery: string | undefined;
+  /** The request that asked for the token (never build a link's host from its `Host` header). */
+  req: Request;
+  /** The instant the token stops working. */
+  expiresAt: Date;
+  /** `'code'` when the token is meant to be typed (`numberToken` / `tokenAlgorithm`), `'link'` for the default token. */
+  kind: 'link' | 'code';
+}
+
+/** Sends one token; a throw or rejection is a delivery failure (`DELIVERY_FAILED`). */
+export type SendToken = (ctx: DeliveryContext) => void | Promise<void>;
+
+/** A uid together with the address the app vouches for; the token is sent there and not to the raw input. */
+export interface UserIdWithRecipient {
+  /** The user's id (a number is turned into a string). */
+  uid: string | number;
+  /** Where to deliver the token (an email address, a phone number…). */
+  recipient: string;
+}
+
+/** What `getUserId` may return: a uid, a uid with its recipient, or null/undefined for an unknown user. */
+export type UserIdResult = string | number | UserIdWithRecipient | null | undefined;
+
+/** Looks up the user for the input of the login form; `delivery` is the requested method's name, if any. */
+export type GetUserId = (
+  user: string,
+  delivery: string | undefined,
+  req: Request,
+) => UserIdResult | Promise<UserIdResult>;
+
+/** Options of `init`. */
+export interface InitOptions {
+  /** Property of `req` that holds the uid of the logged-in user. Default: `'user'`. */
+  userProperty?: string;
+  /** A token stays valid after use until it expires (stateless use). Default: `false`. */
+  allowTokenReuse?: boolean;
+  /** Don't call `req.session.save()` before redirects (cookie-session). Default: `false`. */
+  skipForceSessionSave?: boolean;
+  /** Milliseconds a store call may take before it fails as `STORE_ERROR`. Default: `2000`. */
+  storeTimeout?: number;
+  /** Milliseconds `send` may take before it fails as `DELIVERY_FAILED`. Default: `10000`. */
+  deliveryTimeout?: number;
+  /** At least 32 bytes: tokens are stored as HMAC-SHA256(secret, token) instead of SHA-256(token). Default: none. */
+  secret?: string | Buffer;
+}
+
+/** Options of `addDelivery`. */
+export interface DeliveryOptions {
+  /** Token lifetime in milliseconds. Default: 15 minutes for links, 10 minutes for codes. */
+  ttl?: number;
+  /** Makes the token instead of the default 16 random bytes in base58; its result is a code meant to be typed. */
+  tokenAlgorithm?: () => string | Promise<string>;
+  /** Send a uniform random numeric code in [0, max), zero-padded to the digits of max − 1. Default: none. */
+  numberToken?: { max: number };
+  /** Wrong tries for one uid before its pending token is void. Default: 5 for codes, unlimited for links. */
+  maxAttempts?: number;
+}
+
+/** Options of `requestToken`. */
+export interface RequestTokenOptions {
+  /** Redirect here instead of answering 400/401 when the user is missing or unknown. Default: none. */
+  failureRedirect?: string;
+  /** Flash this message as `passwordless` on failure (needs `failureRedirect` and connect-flash). Default: none. */
+  failureFlash?: string;
+  /** Flash this message as `passwordless-success` once the token is sent (needs connect-flash). Default: none. */
+  successFlash?: string;
+  /** Request field with the user's contact (email address, phone number…). Default: `'user'`. */
+  userField?: string;
+  /** Request field naming the delivery method. Default: `'delivery'`. */
+  deliveryField?: string;
+  /** Request field with the same-site path to return to after login; unsafe values are dropped. Default: none. */
+  originField?: string;
+  /** Read the fields from the query of a GET request as well as from a POST body. Default: `false`. */
+  allowGet?: boolean;
+}
+
+/** Options of `acceptToken`. */
+export interface AcceptTokenOptions {
+  /** Redirect here after a successful login (unless an origin redirect applies). Default: none (`next()`). */
+  successRedirect?: string;
+  /** Query/body field with the token. Default: `'token'`. */
+  tokenField?: string;
+  /** Query/body field with the uid. Default: `'uid'`. */
+  uidField?: string;
+  /** Also read token and uid from a parsed POST body. Default: `false`. */
+  allowPost?: boolean;
+  /** Flash this message as `passwordless` when a token is refused (needs connect-flash). Default: none. */
+  failureFlash?: string;
+  /** Flash this message as `passwordless-success` after login (needs connect-flash). Default: none. */
+  successFlash?: string;
+  /** After login, redirect to the origin stored with the token, if it is a same-site path. Default: `false`. */
+  enableOriginRedirect?: boolean;
+}
+
+/** Options of `restricted`. */
+export interface RestrictedOptions {
+  /** Redirect here instead of answering 401 when nobody is logged in. Default: none. */
+  failureRedirect?: string;
+  /** Flash this message as `passwordless` before the redirect (needs `failureRedirect`). Default: none. */
+  failureFlash?: string;
+  /** Append `?<originField>=<requested URL>` to `failureRedirect` (needs `failureRedirect`). Default: none. */
+  originField?: string;
+}
+
+/** Options of `logout`. */
+export interface LogoutOptions {
+  /** Flash this message as `passwordless-success` after logout (needs connect-flash). Default: none. */
+  successFlash?: string;
+}
+
+/** What `requestToken` leaves on `req.passwordless` for the next middleware. */
+export interface PasswordlessRequestInfo {
+  /** The uid a token was just sent for. */
+  uidToAuth?: string;
+}

@@ -1,0 +1,34 @@
+import { defineConfig } from 'tsup';
+
+// Each entry point of the package's `exports` map. Later entry points (stores, deliveries) are added here.
+const entry = {
+  index: 'src/index.ts',
+  testing: 'src/testing/index.ts',
+};
+
+export default defineConfig([
+  {
+    entry,
+    format: ['esm', 'cjs'],
+    dts: true,
+    clean: true,
+    sourcemap: true,
+    target: 'node20',
+    platform: 'node',
+    splitting: false,
+    // `require('express-passwordless')` returns the default instance itself with the named exports attached
+    // (`const passwordless = require(...)` as in 1.x and passport; `.default` and `{ Passwordless }` work too).
+    footer: ({ format }) =>
+      format === 'cjs'
+        ? {
+            js: [
+              'if (module.exports && module.exports.default) {',
+              '  const exported = module.exports; const instance = exported.default;',
+              '  for (const key of Object.keys(exported)) if (key !== "default") instance[key] = exported[key];',
+              '  instance.default = instance; module.exports = instance;',
+              '}',
+            ].join('\n'),
+          }
+        : {},
+  },
+]);
