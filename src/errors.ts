@@ -30,7 +30,11 @@ export class PasswordlessError extends Error {
   constructor(code: PasswordlessErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
-    Object.defineProperty(this, 'name', { value: 'PasswordlessError', enumerable: false, configurable: true });
+    Object.defineProperty(this, 'name', {
+      value: 'PasswordlessError',
+      enumerable: false,
+      configurable: true,
+    });
     Object.defineProperty(this, BRAND, { value: true });
   }
 

@@ -4,12 +4,12 @@ import { Passwordless } from './passwordless.js';
 const passwordless: Passwordless = new Passwordless();
 export default passwordless;
 
-// The class, for independent instances (one per app, or per test).
-export { Passwordless } from './passwordless.js';
-// The embedded default store.
-export { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 // The one error class and its codes, for `instanceof` and `switch (err.code)` in error handlers.
 export { ERROR_CODES, PasswordlessError, type PasswordlessErrorCode } from './errors.js';
+// The embedded default store.
+export { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
+// The class, for independent instances (one per app, or per test).
+export { Passwordless } from './passwordless.js';
 // Exposed so apps can check their own redirect targets the same way the library does.
 export { isSafeRedirect } from './redirect.js';
 export type {

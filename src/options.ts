@@ -19,7 +19,12 @@ const INIT_KEYS: KeysOf<InitOptions> = {
   deliveryTimeout: true,
   secret: true,
 };
-const DELIVERY_KEYS: KeysOf<DeliveryOptions> = { ttl: true, tokenAlgorithm: true, numberToken: true, maxAttempts: true };
+const DELIVERY_KEYS: KeysOf<DeliveryOptions> = {
+  ttl: true,
+  tokenAlgorithm: true,
+  numberToken: true,
+  maxAttempts: true,
+};
 const REQUEST_KEYS: KeysOf<RequestTokenOptions> = {
   failureRedirect: true,
   failureFlash: true,
@@ -38,7 +43,11 @@ const ACCEPT_KEYS: KeysOf<AcceptTokenOptions> = {
   successFlash: true,
   enableOriginRedirect: true,
 };
-const RESTRICTED_KEYS: KeysOf<RestrictedOptions> = { failureRedirect: true, failureFlash: true, originField: true };
+const RESTRICTED_KEYS: KeysOf<RestrictedOptions> = {
+  failureRedirect: true,
+  failureFlash: true,
+  originField: true,
+};
 const LOGOUT_KEYS: KeysOf<LogoutOptions> = { successFlash: true };
 
 function fail(call: string, message: string): never {
@@ -71,7 +80,8 @@ function distance(a: string, b: string): number {
 /** Copies the defined options (undefined means absent), refusing non-objects and unknown keys. */
 function readOptions(call: string, options: unknown, known: Record<string, true>): Record<string, unknown> {
   if (options === undefined || options === null) return {};
-  if (typeof options !== 'object' || Array.isArray(options)) fail(call, `options must be an object; got ${show(options)}.`);
+  if (typeof options !== 'object' || Array.isArray(options))
+    fail(call, `options must be an object; got ${show(options)}.`);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
     if (!Object.hasOwn(known, key)) {
@@ -86,7 +96,8 @@ function readOptions(call: string, options: unknown, known: Record<string, true>
 function str(call: string, o: Record<string, unknown>, key: string): string | undefined {
   const v = o[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0) fail(call, `\`${key}\` must be a non-empty string; got ${show(v)}.`);
+  if (typeof v !== 'string' || v.length === 0)
+    fail(call, `\`${key}\` must be a non-empty string; got ${show(v)}.`);
   return v;
 }
 
@@ -94,7 +105,8 @@ function str(call: string, o: Record<string, unknown>, key: string): string | un
 function url(call: string, o: Record<string, unknown>, key: string): string | undefined {
   const v = str(call, o, key);
   // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
-  if (v !== undefined && /[\u0000-\u001f\u007f]/.test(v)) fail(call, `\`${key}\` must not contain control characters.`);
+  if (v !== undefined && /[\u0000-\u001f\u007f]/.test(v))
+    fail(call, `\`${key}\` must not contain control characters.`);
   return v;
 }
 
@@ -135,7 +147,10 @@ export function validateInitOptions(options: unknown): Readonly<InitConfig> {
     // A short secret makes HMAC of short codes as easy to reverse as a plain hash.
     secret = Buffer.from(o.secret as string | Buffer);
     if (secret.length < 32) {
-      fail(call, `\`secret\` must be at least 32 bytes; got ${secret.length}. Generate one with crypto.randomBytes(32).`);
+      fail(
+        call,
+        `\`secret\` must be at least 32 bytes; got ${secret.length}. Generate one with crypto.randomBytes(32).`,
+      );
     }
   }
   return Object.freeze({
@@ -183,7 +198,10 @@ export function validateDeliveryOptions(options: unknown): Readonly<DeliveryConf
   const kind = o.tokenAlgorithm !== undefined || numberMax !== undefined ? 'code' : 'link';
   const ttl = ms(call, o, 'ttl', kind === 'code' ? 10 * 60_000 : 15 * 60_000);
   if (o.ttl !== undefined && ttl < 1000) {
-    fail(call, `\`ttl\` is in milliseconds and ${ttl} ms is too short for anyone to use the token; got ${ttl}.`);
+    fail(
+      call,
+      `\`ttl\` is in milliseconds and ${ttl} ms is too short for anyone to use the token; got ${ttl}.`,
+    );
   }
   let maxAttempts: number | undefined = kind === 'code' ? 5 : undefined;
   if (o.maxAttempts !== undefined) {
@@ -273,8 +291,10 @@ export function validateRestrictedOptions(options: unknown): Readonly<Restricted
     originField: str(call, o, 'originField'),
   };
   if (config.failureRedirect === undefined) {
-    if (config.failureFlash !== undefined) fail(call, '`failureFlash` cannot be used without `failureRedirect`.');
-    if (config.originField !== undefined) fail(call, '`originField` cannot be used without `failureRedirect`.');
+    if (config.failureFlash !== undefined)
+      fail(call, '`failureFlash` cannot be used without `failureRedirect`.');
+    if (config.originField !== undefined)
+      fail(call, '`originField` cannot be used without `failureRedirect`.');
   }
   return Object.freeze(config);
 }

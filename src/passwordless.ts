@@ -95,11 +95,17 @@ async function withTimeout<T>(work: () => T | Promise<T>, ms: number, onTimeout:
 
 function callSession(session: SessionLike, method: 'regenerate' | 'save'): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    (session[method] as NonNullable<SessionLike['save']>).call(session, (err) => (err ? reject(err) : resolve()));
+    (session[method] as NonNullable<SessionLike['save']>).call(session, (err) =>
+      err ? reject(err) : resolve(),
+    );
   }).catch((err: unknown) => {
-    throw new PasswordlessError('SESSION_ERROR', `req.session.${method}() failed; nobody was logged in or out.`, {
-      cause: err,
-    });
+    throw new PasswordlessError(
+      'SESSION_ERROR',
+      `req.session.${method}() failed; nobody was logged in or out.`,
+      {
+        cause: err,
+      },
+    );
   });
 }
 
@@ -142,7 +148,9 @@ export class Passwordless {
         'init(): the first argument must be a TokenStore such as `new MemoryStore()`.',
       );
     }
-    const missing = STORE_METHODS.filter((m) => typeof (store as unknown as Record<string, unknown>)[m] !== 'function');
+    const missing = STORE_METHODS.filter(
+      (m) => typeof (store as unknown as Record<string, unknown>)[m] !== 'function',
+    );
     if (missing.length > 0) {
       throw new PasswordlessError(
         'INVALID_STORE',
@@ -157,7 +165,11 @@ export class Passwordless {
   /** Adds the default delivery method (`addDelivery(send)`) or a named one (`addDelivery(name, send)`). */
   addDelivery(send: SendToken, options?: DeliveryOptions): void;
   addDelivery(name: string, send: SendToken, options?: DeliveryOptions): void;
-  addDelivery(nameOrSend: string | SendToken, sendOrOptions?: SendToken | DeliveryOptions, options?: unknown): void {
+  addDelivery(
+    nameOrSend: string | SendToken,
+    sendOrOptions?: SendToken | DeliveryOptions,
+    options?: unknown,
+  ): void {
     const call = 'addDelivery()';
     let name: string | undefined;
     let send: unknown;
@@ -166,18 +178,27 @@ export class Passwordless {
       send = nameOrSend;
       opts = sendOrOptions;
       if (options !== undefined) {
-        throw new PasswordlessError('BAD_OPTIONS', `${call}: use addDelivery(send, options) or addDelivery(name, send, options).`);
+        throw new PasswordlessError(
+          'BAD_OPTIONS',
+          `${call}: use addDelivery(send, options) or addDelivery(name, send, options).`,
+        );
       }
     } else {
       name = nameOrSend;
       send = sendOrOptions;
       opts = options;
       if (typeof name !== 'string' || name.length === 0 || name.length > MAX_INPUT_LENGTH) {
-        throw new PasswordlessError('BAD_OPTIONS', `${call}: the name must be a non-empty string of at most 1024 characters.`);
+        throw new PasswordlessError(
+          'BAD_OPTIONS',
+          `${call}: the name must be a non-empty string of at most 1024 characters.`,
+        );
       }
     }
     if (typeof send !== 'function') {
-      throw new PasswordlessError('BAD_OPTIONS', `${call}: \`send\` must be a function (ctx) => Promise<void>; got ${typeof send}.`);
+      throw new PasswordlessError(
+        'BAD_OPTIONS',
+        `${call}: \`send\` must be a function (ctx) => Promise<void>; got ${typeof send}.`,
+      );
     }
     const config = validateDeliveryOptions(opts);
     if (this.#defaultDelivery) {
@@ -187,10 +208,16 @@ export class Passwordless {
       );
     }
     if (name === undefined && this.#namedDeliveries.size > 0) {
-      throw new PasswordlessError('BAD_OPTIONS', `${call}: named delivery methods exist already; name this one too.`);
+      throw new PasswordlessError(
+        'BAD_OPTIONS',
+        `${call}: named delivery methods exist already; name this one too.`,
+      );
     }
     if (name !== undefined && this.#namedDeliveries.has(name)) {
-      throw new PasswordlessError('BAD_OPTIONS', `${call}: a delivery method named "${name}" exists already.`);
+      throw new PasswordlessError(
+        'BAD_OPTIONS',
+        `${call}: a delivery method named "${name}" exists already.`,
+      );
     }
     if (config.numberMax !== undefined && config.numberMax < 1_000_000) {
       console.warn(
@@ -216,11 +243,17 @@ export class Passwordless {
     return handler(async (req, res, next) => {
       const { store, config } = this.#ready('requestToken()');
       if (!this.#defaultDelivery && this.#namedDeliveries.size === 0) {
-        throw new PasswordlessError('NO_DELIVERY', 'requestToken(): no delivery method; call passwordless.addDelivery(send) first.');
+        throw new PasswordlessError(
+          'NO_DELIVERY',
+          'requestToken(): no delivery method; call passwordless.addDelivery(send) first.',
+        );
       }
       const flash = flashOf(req);
       if ((cfg.successFlash !== undefined || cfg.failureFlash !== undefined) && !flash) {
-        throw new PasswordlessError('NO_FLASH', 'requestToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).');
+        throw new PasswordlessError(
+          'NO_FLASH',
+          'requestToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).',
+        );
       }
 
       let source: unknown;
@@ -255,9 +288,13 @@ export class Passwordless {
       try {
         found = await getUserId(user, delivery, req);
       } catch (err) {
-        throw new PasswordlessError('USER_LOOKUP_FAILED', 'requestToken(): getUserId() threw or rejected; see `cause`.', {
-          cause: err,
-        });
+        throw new PasswordlessError(
+          'USER_LOOKUP_FAILED',
+          'requestToken(): getUserId() threw or rejected; see `cause`.',
+          {
+            cause: err,
+          },
+        );
       }
       const target = this.#resolveUser(found, user);
       if (!target) return this.#requestFailure(req, res, cfg, 401);
@@ -273,7 +310,16 @@ export class Passwordless {
 
       try {
         await withTimeout(
-          () => method.send({ token, uid, recipient, delivery: method.name, req, expiresAt, kind: method.config.kind }),
+          () =>
+            method.send({
+              token,
+              uid,
+              recipient,
+              delivery: method.name,
+              req,
+              expiresAt,
+              kind: method.config.kind,
+            }),
           config.deliveryTimeout,
           () => new Error(`send() took longer than deliveryTimeout (${config.deliveryTimeout} ms)`),
         );
@@ -303,7 +349,10 @@ export class Passwordless {
       let uid = field(req.query, cfg.uidField);
       if (token === undefined && uid === undefined && cfg.allowPost && req.method === 'POST') {
         if (req.body === undefined && req.is(['urlencoded', 'json'])) {
-          throw new PasswordlessError('NO_BODY', 'acceptToken({ allowPost }): req.body is missing; add express.urlencoded() before it.');
+          throw new PasswordlessError(
+            'NO_BODY',
+            'acceptToken({ allowPost }): req.body is missing; add express.urlencoded() before it.',
+          );
         }
         token = field(req.body, cfg.tokenField);
         uid = field(req.body, cfg.uidField);
@@ -326,7 +375,10 @@ export class Passwordless {
       const { store, config } = this.#ready('acceptToken()');
       const flash = flashOf(req);
       if ((cfg.successFlash !== undefined || cfg.failureFlash !== undefined) && !flash) {
-        throw new PasswordlessError('NO_FLASH', 'acceptToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).');
+        throw new PasswordlessError(
+          'NO_FLASH',
+          'acceptToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).',
+        );
       }
       const result = await this.#storeCall('consume', () =>
         store.consume(uid, hashToken(token, config.secret), { keep: config.allowTokenReuse }),
@@ -364,7 +416,11 @@ export class Passwordless {
       }
       if (cfg.failureFlash !== undefined) {
         const flash = flashOf(req);
-        if (!flash) throw new PasswordlessError('NO_FLASH', 'restricted(): `failureFlash` needs connect-flash: app.use(flash()).');
+        if (!flash)
+          throw new PasswordlessError(
+            'NO_FLASH',
+            'restricted(): `failureFlash` needs connect-flash: app.use(flash()).',
+          );
         flash('passwordless', cfg.failureFlash);
       }
       return this.#redirect(req, res, target);
@@ -395,7 +451,10 @@ export class Passwordless {
     return handler(async (req, _res, next) => {
       const flash = flashOf(req);
       if (cfg.successFlash !== undefined && !flash) {
-        throw new PasswordlessError('NO_FLASH', 'logout(): `successFlash` needs connect-flash: app.use(flash()).');
+        throw new PasswordlessError(
+          'NO_FLASH',
+          'logout(): `successFlash` needs connect-flash: app.use(flash()).',
+        );
       }
       const userProperty = this.#userProperty();
       const session = sessionOf(req);
@@ -430,7 +489,10 @@ export class Passwordless {
 
   #ready(call: string): { store: TokenStore; config: Readonly<InitConfig> } {
     if (!this.#store || !this.#config) {
-      throw new PasswordlessError('NOT_INITIALIZED', `${call}: call passwordless.init(store) before the first request.`);
+      throw new PasswordlessError(
+        'NOT_INITIALIZED',
+        `${call}: call passwordless.init(store) before the first request.`,
+      );
     }
     return { store: this.#store, config: this.#config };
   }
@@ -452,7 +514,11 @@ export class Passwordless {
       return await withTimeout(
         work,
         timeout,
-        () => new PasswordlessError('STORE_ERROR', `The token store's ${method}() took longer than storeTimeout (${timeout} ms).`),
+        () =>
+          new PasswordlessError(
+            'STORE_ERROR',
+            `The token store's ${method}() took longer than storeTimeout (${timeout} ms).`,
+          ),
       );
     } catch (err) {
       throw wrapError('STORE_ERROR', `The token store's ${method}() failed; see \`cause\`.`, err);
@@ -466,9 +532,13 @@ export class Passwordless {
     try {
       token = await config.tokenAlgorithm();
     } catch (err) {
-      throw new PasswordlessError('TOKEN_GENERATION_FAILED', 'tokenAlgorithm() threw or rejected; see `cause`.', {
-        cause: err,
-      });
+      throw new PasswordlessError(
+        'TOKEN_GENERATION_FAILED',
+        'tokenAlgorithm() threw or rejected; see `cause`.',
+        {
+          cause: err,
+        },
+      );
     }
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
       throw new PasswordlessError(
@@ -503,7 +573,12 @@ export class Passwordless {
     return { uid, recipient: recipient as string };
   }
 
-  #requestFailure(req: Request, res: Response, cfg: Readonly<RequestTokenConfig>, status: 400 | 401): Promise<void> | void {
+  #requestFailure(
+    req: Request,
+    res: Response,
+    cfg: Readonly<RequestTokenConfig>,
+    status: 400 | 401,
+  ): Promise<void> | void {
     if (cfg.failureRedirect !== undefined) {
       if (cfg.failureFlash !== undefined) flashOf(req)?.('passwordless', cfg.failureFlash);
       return this.#redirect(req, res, cfg.failureRedirect);

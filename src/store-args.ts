@@ -25,7 +25,8 @@ export function assertTokenHash(method: string, tokenHash: unknown): asserts tok
 
 /** Checks every field of a record passed to storeOrUpdate. */
 export function assertTokenRecord(record: unknown): asserts record is TokenRecord {
-  if (typeof record !== 'object' || record === null) throw bad('storeOrUpdate', 'record must be an object', record);
+  if (typeof record !== 'object' || record === null)
+    throw bad('storeOrUpdate', 'record must be an object', record);
   const r = record as Record<string, unknown>;
   assertUid('storeOrUpdate', r.uid);
   assertTokenHash('storeOrUpdate', r.tokenHash);
@@ -35,16 +36,27 @@ export function assertTokenRecord(record: unknown): asserts record is TokenRecor
   if (r.origin !== undefined && (typeof r.origin !== 'string' || r.origin.length > MAX_UID_LENGTH)) {
     throw bad('storeOrUpdate', 'origin must be a string of at most 1024 characters or undefined', r.origin);
   }
-  if (r.maxAttempts !== undefined && !(Number.isSafeInteger(r.maxAttempts) && (r.maxAttempts as number) > 0)) {
+  if (
+    r.maxAttempts !== undefined &&
+    !(Number.isSafeInteger(r.maxAttempts) && (r.maxAttempts as number) > 0)
+  ) {
     throw bad('storeOrUpdate', 'maxAttempts must be a positive integer or undefined', r.maxAttempts);
   }
 }
 
 /** Checks the arguments of consume. */
-export function assertConsumeArgs(uid: unknown, tokenHash: unknown, options: unknown): asserts options is ConsumeOptions {
+export function assertConsumeArgs(
+  uid: unknown,
+  tokenHash: unknown,
+  options: unknown,
+): asserts options is ConsumeOptions {
   assertUid('consume', uid);
   assertTokenHash('consume', tokenHash);
-  if (typeof options !== 'object' || options === null || typeof (options as ConsumeOptions).keep !== 'boolean') {
+  if (
+    typeof options !== 'object' ||
+    options === null ||
+    typeof (options as ConsumeOptions).keep !== 'boolean'
+  ) {
     throw bad('consume', 'options must be { keep: boolean }', options);
   }
 }

@@ -172,3 +172,12 @@ export interface PasswordlessRequestInfo {
   /** The uid a token was just sent for. */
   uidToAuth?: string;
 }
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** Set by `requestToken()` for the middleware after it. */
+      passwordless?: PasswordlessRequestInfo;
+    }
+  }
+}

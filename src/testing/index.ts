@@ -45,7 +45,10 @@ export function tokenStoreContract(
     async function call<T>(what: string, work: () => Promise<T>): Promise<T> {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} did not settle within ${callTimeoutMs} ms`)), callTimeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`${what} did not settle within ${callTimeoutMs} ms`)),
+          callTimeoutMs,
+        );
       });
       try {
         return await Promise.race([work(), timeout]);
@@ -169,7 +172,9 @@ export function tokenStoreContract(
       it(`of ${concurrency} concurrent consumes of one token exactly one succeeds`, async () => {
         const tokenHash = newHash();
         await put({ uid: 'alice', tokenHash, expiresAt: inFuture() });
-        const results = await Promise.all(Array.from({ length: concurrency }, () => consume('alice', tokenHash)));
+        const results = await Promise.all(
+          Array.from({ length: concurrency }, () => consume('alice', tokenHash)),
+        );
         expect(results.filter((r) => r.ok)).toHaveLength(1);
       });
 
@@ -294,7 +299,9 @@ export function tokenStoreContract(
         ['an origin that is an object', (r) => ({ ...r, origin: { $ne: null } })],
       ])('storeOrUpdate rejects %s', async (_, mutate) => {
         const record = mutate(good());
-        await expect(call('storeOrUpdate()', () => store.storeOrUpdate(record as TokenRecord))).rejects.toThrow();
+        await expect(
+          call('storeOrUpdate()', () => store.storeOrUpdate(record as TokenRecord)),
+        ).rejects.toThrow();
         expect(await call('length()', () => store.length())).toBe(0);
       });
 
