@@ -19,16 +19,19 @@ import express4 from 'express4';
 /** A delivery that records what it was asked to send. */
 export interface Outbox {
   sent: DeliveryContext[];
+  /** Runs after a message is recorded; make it throw, reject or hang to simulate a failing provider. */
+  after?: (ctx: DeliveryContext) => unknown;
   send: (ctx: DeliveryContext) => Promise<void>;
   last: () => DeliveryContext;
 }
 
 export function outbox(): Outbox {
   const sent: DeliveryContext[] = [];
-  return {
+  const box: Outbox = {
     sent,
     send: async (ctx) => {
       sent.push(ctx);
+      await box.after?.(ctx);
     },
     last: () => {
       const ctx = sent.at(-1);
@@ -36,6 +39,7 @@ export function outbox(): Outbox {
       return ctx;
     },
   };
+  return box;
 }
 
 export type ExpressMajor = 4 | 5;
@@ -131,8 +135,8 @@ export function createApp(options: AppOptions = {}): TestApp {
 }
 
 function flashes(req: Request): unknown {
-  const f = (req as unknown as { flash?: (type?: string) => unknown }).flash;
-  return f ? f() : undefined;
+  const r = req as unknown as { flash?: (type?: string) => unknown };
+  return r.flash ? r.flash() : undefined;
 }
 
 function probe(req: Request, res: Response, _next: NextFunction): void {
