@@ -172,7 +172,7 @@ describe.each(EXPRESS_MAJORS)('requestToken on Express %i', (major) => {
   });
 
   it('getUserId is awaited and receives (user, delivery, req)', async () => {
-    const getUserId = vi.fn(async (user: string) => user);
+    const getUserId = vi.fn(async (user: string, _delivery?: string, _req?: unknown) => user);
     const { app } = createApp({ express: major, getUserId, namedDeliveries: { email: {}, sms: {} } });
     await request(app).post('/sendtoken').type('form').send({ user: 'u1', delivery: 'sms' }).expect(200);
     expect(getUserId.mock.calls[0]?.[0]).toBe('u1');
