@@ -109,3 +109,38 @@ describe('store failures and timeouts', () => {
     }
   });
 });
+
+describe('a send that throws synchronously', () => {
+  it('is a delivery failure like any other: DELIVERY_FAILED and no valid token', async () => {
+    const express = (await import('express')).default;
+    const { Passwordless } = await import('express-passwordless');
+    const store = new MemoryStore();
+    const p = new Passwordless();
+    p.init(store);
+    p.addDelivery(() => {
+      throw new Error('sync failure');
+    });
+    const app = express();
+    app.use(express.urlencoded({ extended: false }));
+    app.post(
+      '/sendtoken',
+      p.requestToken((u) => u),
+      (_req, res) => res.send('ok'),
+    );
+    const errors: PasswordlessError[] = [];
+    app.use(
+      (
+        err: PasswordlessError,
+        _req: unknown,
+        res: { status: (n: number) => { end: () => void } },
+        _next: unknown,
+      ) => {
+        errors.push(err);
+        res.status(500).end();
+      },
+    );
+    await request(app).post('/sendtoken').type('form').send({ user: 'x' }).expect(500);
+    expect(errors[0]?.code).toBe('DELIVERY_FAILED');
+    expect(await store.length()).toBe(0);
+  });
+});

@@ -10,7 +10,12 @@ const root = resolve('.');
 let dir: string;
 
 function run(cmd: string, args: string[], cwd = dir): string {
-  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'test' } });
+  return execFileSync(cmd, args, {
+    cwd,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_ENV: 'test' },
+  });
 }
 
 beforeAll(() => {
@@ -19,13 +24,27 @@ beforeAll(() => {
   const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'));
   if (!tarball) throw new Error('npm pack produced no tarball');
   cpSync(join(root, 'test/package/consumer'), dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }));
-  const pkg = JSON.parse(run('cat', [join(root, 'package.json')])) as { devDependencies: Record<string, string> };
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }),
+  );
+  const pkg = JSON.parse(run('cat', [join(root, 'package.json')])) as {
+    devDependencies: Record<string, string>;
+  };
   const dev = (name: string) => `${name}@${pkg.devDependencies[name]}`;
   run('npm', [
-    'install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error',
-    `./${tarball}`, dev('express'), dev('express-session'), dev('typescript'), dev('@types/express'),
-    dev('@types/express-session'), dev('@types/node'),
+    'install',
+    '--no-audit',
+    '--no-fund',
+    '--prefer-offline',
+    '--loglevel=error',
+    `./${tarball}`,
+    dev('express'),
+    dev('express-session'),
+    dev('typescript'),
+    dev('@types/express'),
+    dev('@types/express-session'),
+    dev('@types/node'),
   ]);
 }, 240_000);
 
@@ -48,6 +67,10 @@ describe('installed tarball', () => {
 
   it('ships only dist, docs, README, CHANGELOG, LICENSE and package.json', () => {
     const files = readdirSync(join(dir, 'node_modules/express-passwordless'));
-    expect(files.filter((f) => !['dist', 'docs', 'README.md', 'CHANGELOG.md', 'LICENSE', 'package.json'].includes(f))).toEqual([]);
+    expect(
+      files.filter(
+        (f) => !['dist', 'docs', 'README.md', 'CHANGELOG.md', 'LICENSE', 'package.json'].includes(f),
+      ),
+    ).toEqual([]);
   });
 });

@@ -27,11 +27,21 @@ beforeAll(() => {
 describe('built package', () => {
   it('every exports entry has ESM, CJS and both type files on disk', () => {
     for (const [, target] of entries) {
-      for (const file of [target.import.default, target.import.types, target.require.default, target.require.types]) {
+      for (const file of [
+        target.import.default,
+        target.import.types,
+        target.require.default,
+        target.require.types,
+      ]) {
         expect(existsSync(file), file).toBe(true);
       }
     }
-    expect(Object.keys(SURFACE).sort()).toEqual(entries.map(([name]) => name).filter((n) => n in SURFACE).sort());
+    expect(Object.keys(SURFACE).sort()).toEqual(
+      entries
+        .map(([name]) => name)
+        .filter((n) => n in SURFACE)
+        .sort(),
+    );
   });
 
   it.each(Object.keys(SURFACE))('ESM import of %s has exactly the checked-in exports', async (entry) => {
@@ -60,12 +70,17 @@ describe('built package', () => {
     for (const file of ['dist/index.js', 'dist/index.cjs']) {
       const code = readFileSync(file, 'utf8');
       const imports = [...code.matchAll(/(?:from\s+|require\()["']([^"']+)["']/g)].map((m) => m[1]);
-      expect(imports.filter((name) => !/^(node:)?crypto$/.test(name!)), file).toEqual([]);
+      expect(
+        imports.filter((name) => !/^(node:)?crypto$/.test(name!)),
+        file,
+      ).toEqual([]);
     }
   });
 
   it('the package has no runtime dependencies beyond nanoid', () => {
-    const deps = Object.keys((JSON.parse(readFileSync('package.json', 'utf8')) as { dependencies?: object }).dependencies ?? {});
+    const deps = Object.keys(
+      (JSON.parse(readFileSync('package.json', 'utf8')) as { dependencies?: object }).dependencies ?? {},
+    );
     expect(deps.filter((d) => d !== 'nanoid')).toEqual([]);
   });
 });

@@ -16,12 +16,16 @@ const store: TokenStore = new MemoryStore({ sweepInterval: 1000 });
 passwordless.init(store, { secret: 'x'.repeat(32), storeTimeout: 500 });
 const getUserId: GetUserId = async (user: string, _delivery: string | undefined, _req: Request) =>
   user.includes('@') ? { uid: 1, recipient: user } : null;
-passwordless.addDelivery('email', async (ctx: DeliveryContext) => {
-  const when: Date = ctx.expiresAt;
-  const kind: 'link' | 'code' = ctx.kind;
-  void when;
-  void kind;
-}, { ttl: 60_000 });
+passwordless.addDelivery(
+  'email',
+  async (ctx: DeliveryContext) => {
+    const when: Date = ctx.expiresAt;
+    const kind: 'link' | 'code' = ctx.kind;
+    void when;
+    void kind;
+  },
+  { ttl: 60_000 },
+);
 passwordless.requestToken(getUserId, { failureRedirect: '/login', failureFlash: 'no' });
 passwordless.acceptToken({ successRedirect: '/', enableOriginRedirect: true });
 const other = new Passwordless();

@@ -1,0 +1,4 @@
+import { tokenStoreContract } from 'express-passwordless/testing';
+import { NeverExpiringStore } from './broken-stores.js';
+
+tokenStoreContract('NeverExpiringStore', () => new NeverExpiringStore(), { expiryWaitMs: 150 });

@@ -1,0 +1,4 @@
+import { tokenStoreContract } from 'express-passwordless/testing';
+import { NonAtomicStore } from './broken-stores.js';
+
+tokenStoreContract('NonAtomicStore', () => new NonAtomicStore(), { expiryWaitMs: 150 });
