@@ -56,7 +56,7 @@ const KEYS: readonly (keyof SmsDeliveryOptions)[] = ['send', 'baseUrl', 'body', 
 const E164 = /^\+[1-9]\d{1,14}$/;
 
 const GSM_BASIC = new Set(
-  "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà",
+  '@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !"#¤%&\'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà',
 );
 const GSM_EXTENSION = new Set('\f^{}\\[~]|€');
 
@@ -111,7 +111,10 @@ function refuse(message: string): never {
 export function smsDelivery(options: SmsDeliveryOptions): SendToken {
   const o = readOptions(CALL, options, KEYS);
   if (typeof o.send !== 'function') {
-    fail(CALL, `\`send\` must be a function (to, body) => Promise<void> calling your SMS provider; got ${show(o.send)}.`);
+    fail(
+      CALL,
+      `\`send\` must be a function (to, body) => Promise<void> calling your SMS provider; got ${show(o.send)}.`,
+    );
   }
   const sendSms = o.send as SmsDeliveryOptions['send'];
   const target: LinkTarget | undefined = o.baseUrl === undefined ? undefined : linkTarget(CALL, o);
@@ -138,7 +141,8 @@ export function smsDelivery(options: SmsDeliveryOptions): SendToken {
       delivery: ctx.delivery,
     };
     const text = bodyOf ? await bodyOf(message) : defaultSmsBody(message);
-    if (typeof text !== 'string' || text.length === 0) refuse(`\`body\` must return a non-empty string; got ${show(text)}`);
+    if (typeof text !== 'string' || text.length === 0)
+      refuse(`\`body\` must return a non-empty string; got ${show(text)}`);
     await sendSms(ctx.recipient, text);
   };
 }

@@ -13,10 +13,10 @@ export async function flow({ passwordless, MemoryStore, PasswordlessError, expre
   app.post(
     '/sendtoken',
     passwordless.requestToken((user) => (user === 'a@example.com' ? 'a1' : null)),
-    (req, res) => res.send('sent'),
+    (_req, res) => res.send('sent'),
   );
   app.get('/restricted', passwordless.restricted(), (req, res) => res.send(`hello ${req.user}`));
-  app.get('/logout', passwordless.logout(), (req, res) => res.send('bye'));
+  app.get('/logout', passwordless.logout(), (_req, res) => res.send('bye'));
   let setupError;
   try {
     passwordless.restricted({ failureFlash: 'x' });
