@@ -1,9 +1,13 @@
 import { defineConfig } from 'tsup';
 
-// Each entry point of the package's `exports` map. Later entry points (stores, deliveries) are added here.
+// Each entry point of the package's `exports` map (keep in step with package.json and test/package).
 const entry = {
   index: 'src/index.ts',
   testing: 'src/testing/index.ts',
+  'stores/mongo': 'stores/mongo/index.ts',
+  'delivery/outbox': 'src/delivery/outbox.ts',
+  'delivery/sms': 'src/delivery/sms.ts',
+  'delivery/email': 'src/delivery/email.ts',
 };
 
 export default defineConfig([

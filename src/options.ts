@@ -50,11 +50,13 @@ const RESTRICTED_KEYS: KeysOf<RestrictedOptions> = {
 };
 const LOGOUT_KEYS: KeysOf<LogoutOptions> = { successFlash: true };
 
-function fail(call: string, message: string): never {
+/** Throws the setup-time error `BAD_OPTIONS`, naming the call. */
+export function fail(call: string, message: string): never {
   throw new PasswordlessError('BAD_OPTIONS', `${call}: ${message}`);
 }
 
-function show(value: unknown): string {
+/** A short description of a received value for error messages (never the whole of a long string). */
+export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'function') return 'a function';
   if (Array.isArray(value)) return 'an array';
@@ -78,19 +80,32 @@ function distance(a: string, b: string): number {
 }
 
 /** Copies the defined options (undefined means absent), refusing non-objects and unknown keys. */
-function readOptions(call: string, options: unknown, known: Record<string, true>): Record<string, unknown> {
+export function readOptions(
+  call: string,
+  options: unknown,
+  known: Record<string, true> | readonly string[],
+): Record<string, unknown> {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object' || Array.isArray(options))
     fail(call, `options must be an object; got ${show(options)}.`);
+  const names: readonly string[] = Array.isArray(known) ? known : Object.keys(known);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
-    if (!Object.hasOwn(known, key)) {
-      const near = Object.keys(known).find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2);
+    if (!names.includes(key)) {
+      const near = names.find((k) => distance(k.toLowerCase(), key.toLowerCase()) <= 2);
       fail(call, `unknown option \`${key}\`${near ? `; did you mean \`${near}\`?` : '.'}`);
     }
     if (value !== undefined) out[key] = value;
   }
   return out;
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** True when `value` holds a control character (CR, LF, NUL, C1, or a Unicode line/paragraph separator). */
+export function hasControl(value: string): boolean {
+  return CONTROL.test(value);
 }
 
 function str(call: string, o: Record<string, unknown>, key: string): string | undefined {
@@ -104,9 +119,7 @@ function str(call: string, o: Record<string, unknown>, key: string): string | un
 // A redirect target set by the app; refuse CR/LF and other controls so a typo cannot split the Location header.
 function url(call: string, o: Record<string, unknown>, key: string): string | undefined {
   const v = str(call, o, key);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
-  if (v !== undefined && /[\u0000-\u001f\u007f]/.test(v))
-    fail(call, `\`${key}\` must not contain control characters.`);
+  if (v !== undefined && hasControl(v)) fail(call, `\`${key}\` must not contain control characters.`);
   return v;
 }
 

@@ -1,18 +1,20 @@
-// The smallest complete magic-link login: MemoryStore, and a delivery that prints the link to the console.
-// Run it from the repository root with `npm start`, then open the printed URL.
+// The smallest complete magic-link login: MemoryStore, and the development outbox as delivery — the link is
+// printed to the console and listed at /outbox. Run it from the repository root with `npm start`.
 import express from 'express';
-import session from 'express-session';
 import passwordless, { MemoryStore } from 'express-passwordless';
+import { devOutbox } from 'express-passwordless/delivery/outbox';
+import session from 'express-session';
 
 const port = Number(process.env.PORT ?? 3000);
-const baseUrl = process.env.BASE_URL ?? `http://localhost:${port}`;
+const baseUrl = process.env.APP_URL ?? `http://localhost:${port}`;
 
+// The outbox refuses to start under NODE_ENV=production: its page would list live login links.
+const outbox = devOutbox({ baseUrl: `${baseUrl}/login` });
 passwordless.init(new MemoryStore());
-passwordless.addDelivery(({ token, uid, recipient }) => {
-  const link = new URL('/login', baseUrl);
-  link.searchParams.set('token', token);
-  link.searchParams.set('uid', uid);
-  console.log(`\nLogin link for ${recipient}:\n  ${link.href}\n`);
+passwordless.addDelivery(async (ctx) => {
+  await outbox.send(ctx);
+  const [message] = outbox.messages;
+  console.log(`\nLogin link for ${ctx.recipient}:\n  ${message?.link}\n(also listed at ${baseUrl}/outbox)\n`);
 });
 
 const app = express();
@@ -25,6 +27,7 @@ app.use(
   }),
 );
 app.use(express.urlencoded({ extended: false }));
+app.use('/outbox', outbox.router());
 app.use(passwordless.sessionSupport());
 app.use(passwordless.acceptToken({ successRedirect: '/' }));
 
@@ -51,14 +54,25 @@ app.post(
   '/sendtoken',
   passwordless.requestToken((user) => user.trim().toLowerCase()),
   (_req, res) => {
-    res.send(page('<h1>Check the console</h1><p>The login link was printed where you ran <code>npm start</code>.</p>'));
+    res.send(
+      page(
+        '<h1>Check your (development) inbox</h1><p>The login link was printed where you ran <code>npm start</code> ' +
+          'and is listed in the <a href="/outbox">outbox</a>.</p>',
+      ),
+    );
   },
 );
 
 app.get('/login', (_req, res) => res.redirect('/'));
 app.get('/restricted', passwordless.restricted({ failureRedirect: '/' }), (req, res) => {
-  res.send(page(`<h1>Restricted</h1><p>Only ${escape(String((req as unknown as { user: string }).user))} sees this.</p><p><a href="/">Home</a></p>`));
+  res.send(
+    page(
+      `<h1>Restricted</h1><p>Only ${escape(String((req as unknown as { user: string }).user))} sees this.</p><p><a href="/">Home</a></p>`,
+    ),
+  );
 });
 app.get('/logout', passwordless.logout(), (_req, res) => res.redirect('/'));
 
-app.listen(port, () => console.log(`Magic-link example on ${baseUrl} (MemoryStore, links printed here)`));
+app.listen(port, () =>
+  console.log(`Magic-link example: open ${baseUrl} (MemoryStore; links printed here and at /outbox)`),
+);

@@ -19,6 +19,10 @@ export function expiresIn(expiresAt: Date, now: number = Date.now()): string {
   return `${Math.round(minutes / 60)} hours`;
 }
 
+function expiry(kind: 'link' | 'code'): string {
+  return kind === 'code' ? 'The code and the link expire' : 'The link expires';
+}
+
 export function defaultSubject(kind: 'link' | 'code'): string {
   return kind === 'code' ? 'Your sign-in code' : 'Your sign-in link';
 }
@@ -28,10 +32,9 @@ export function defaultText(m: MessageParts): string {
     m.kind === 'code'
       ? ['Your sign-in code is:', '', `    ${m.token}`, '', 'Or sign in with this link:', '', m.link]
       : ['Use this link to sign in:', '', m.link];
-  const what = m.kind === 'code' ? 'The code and the link work' : 'The link works';
   lines.push(
     '',
-    `${what} once and expire${m.kind === 'code' ? '' : 's'} in ${expiresIn(m.expiresAt)}.`,
+    `${expiry(m.kind)} in ${expiresIn(m.expiresAt)}.`,
     'If you did not ask to sign in, you can ignore this email.',
   );
   return `${lines.join('\n')}\n`;
@@ -55,7 +58,6 @@ export function defaultHtml(m: MessageParts, subject: string): string {
           '<p style="margin:0 0 16px">Or sign in with this button:</p>',
         ]
       : ['<p style="margin:0 0 16px">Use this button to sign in:</p>'];
-  const what = m.kind === 'code' ? 'The code and the link work' : 'The link works';
   return [
     '<!doctype html>',
     '<html lang="en">',
@@ -70,7 +72,7 @@ export function defaultHtml(m: MessageParts, subject: string): string {
     '</p>',
     `<p style="${SMALL}">If the button does not work, copy this address into your browser:</p>`,
     `<p style="${SMALL};word-break:break-all"><a href="${link}" style="color:#1d4ed8">${link}</a></p>`,
-    `<p style="${SMALL}">${what} once and expire${m.kind === 'code' ? '' : 's'} in ${escapeHtml(expiresIn(m.expiresAt))}. If you did not ask to sign in, you can ignore this email.</p>`,
+    `<p style="${SMALL}">${expiry(m.kind)} in ${escapeHtml(expiresIn(m.expiresAt))}. If you did not ask to sign in, you can ignore this email.</p>`,
     `<p style="font-size:12px;color:#71717a;margin:0">Sent to ${escapeHtml(m.recipient)}.</p>`,
     '</div>',
     '</body>',

@@ -18,7 +18,16 @@ const entries = Object.entries(pkg.exports).filter(([, v]) => typeof v === 'obje
 const SURFACE: Record<string, string[]> = {
   '.': ['ERROR_CODES', 'MemoryStore', 'Passwordless', 'PasswordlessError', 'default', 'isSafeRedirect'],
   './testing': ['tokenStoreContract'],
+  './delivery/email': ['emailDelivery', 'escapeHtml'],
+  './delivery/sms': ['defaultSmsBody', 'smsDelivery', 'smsSegments'],
+  './delivery/outbox': ['devOutbox'],
+  './stores/mongo': ['MongoStore'],
 };
+
+function importsOf(file: string): string[] {
+  const code = readFileSync(file, 'utf8');
+  return [...code.matchAll(/(?:from\s+|require\(|import\()["']([^"']+)["']/g)].map((m) => m[1]!);
+}
 
 beforeAll(() => {
   if (!existsSync('dist/index.js')) execFileSync('npx', ['tsup'], { stdio: 'inherit' });
