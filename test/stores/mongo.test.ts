@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import { tokenStoreContract } from 'express-passwordless/testing';
+import { MongoClient, MongoServerError } from 'mongodb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MongoStore } from '../../stores/mongo/index.js';
+import { describeWithServer } from '../helpers/server.js';
+import { expectAtMostOneAcceptedPastMaxAttempts, expectOneLoginPerToken } from './mongo-races.js';
+
+// MongoStore against a real server. Without MONGODB_URL this suite skips with a printed reason, in CI too: no
+// MongoDB runs on this project's machines, and mongo-unit.test.ts covers the store's logic with a fake driver. With
+// MONGODB_URL set, an unreachable server fails the run in CI and skips with the reason elsewhere (describeWithServer).
+
+const url = process.env.MONGODB_URL;
+const hash = () => randomBytes(32).toString('hex');
+
+if (!url) {
+  console.warn(
+    '[skip] MongoDB suite: MONGODB_URL is not set; set it (e.g. mongodb://127.0.0.1:27017/passwordless_test) to ' +
+      'run MongoStore against a server. mongo-unit.test.ts covers the same logic with a fake driver.',
+  );
+  describe.skip('MongoStore (server)', () => {
+    it('needs MONGODB_URL', () => {});
+  });
+} else {
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 2000 });
+  // A collection of its own per run, so parallel runs and leftovers never collide; dropped in afterAll.
+  const collection = `passwordless_tokens_test_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+  const suite = await describeWithServer('MongoDB at MONGODB_URL', async () => {
+    try {
+      await client.db().command({ ping: 1 });
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+  });
+
+  suite('MongoStore (server)', () => {
+    const make = () => new MongoStore({ client, collection });
+
+    afterAll(async () => {
+      try {
+        await client.db().collection(collection).drop();
+      } catch (err) {
+        // NamespaceNotFound: nothing was written; anything else is a real failure.
+        if (!(err instanceof MongoServerError && err.code === 26)) throw err;
+      } finally {
+        await client.close();
+      }
+    });
+
+    tokenStoreContract('contract', make);
+
+    it('creates a TTL index { expiresAt: 1 } with expireAfterSeconds 0', async () => {
+      const store = make();
+      await store.storeOrUpdate({
+        uid: 'alice',
+        tokenHash: hash(),
+        expiresAt: new Date(Date.now() + 60_000),
+      });
+      const indexes = await client.db().collection(collection).indexes();
+      expect(indexes).toContainEqual(
+        expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }),
+      );
+      await store.close();
+    });
+
+    it('stores { _id: uid, tokenHash, expiresAt, attempts } and the hash, never a token', async () => {
+      const store = make();
+      const tokenHash = hash();
+      const expiresAt = new Date(Date.now() + 60_000);
+      await store.storeOrUpdate({ uid: 'doc-shape', tokenHash, expiresAt, maxAttempts: 5 });
+      const doc = await client
+        .db()
+        .collection(collection)
+        .findOne({ _id: 'doc-shape' as never });
+      expect(doc).toEqual({ _id: 'doc-shape', tokenHash, expiresAt, attempts: 0, maxAttempts: 5 });
+      await store.close();
+    });
+
+    it('of 20 concurrent tries (5 right, 15 wrong, maxAttempts 5) at most one is accepted, 20 rounds', async () => {
+      await expectAtMostOneAcceptedPastMaxAttempts(make());
+    }, 60_000);
+
+    it('of 50 parallel GET /?token&uid with one single-use token exactly one logs in, 20 rounds', async () => {
+      await expectOneLoginPerToken(make());
+    }, 120_000);
+  });
+}
