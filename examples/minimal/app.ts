@@ -35,14 +35,14 @@ const page = (body: string) =>
   `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Magic link demo</title>
 <style>body{font:16px system-ui;max-width:32rem;margin:3rem auto;padding:0 1rem}input,button{font:inherit;padding:.4rem}</style>
 </head><body>${body}</body></html>`;
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 app.get('/', (req, res) => {
   const user = (req as unknown as { user?: string }).user;
   res.send(
     page(
       user
-        ? `<h1>Hello, ${escape(user)}</h1><p><a href="/restricted">Restricted page</a> · <a href="/logout">Log out</a></p>`
+        ? `<h1>Hello, ${escapeHtml(user)}</h1><p><a href="/restricted">Restricted page</a> · <a href="/logout">Log out</a></p>`
         : `<h1>Log in</h1><form method="post" action="/sendtoken">
 <label>Email <input name="user" type="email" required autocomplete="email"></label> <button>Send link</button></form>`,
     ),
@@ -67,7 +67,7 @@ app.get('/login', (_req, res) => res.redirect('/'));
 app.get('/restricted', passwordless.restricted({ failureRedirect: '/' }), (req, res) => {
   res.send(
     page(
-      `<h1>Restricted</h1><p>Only ${escape(String((req as unknown as { user: string }).user))} sees this.</p><p><a href="/">Home</a></p>`,
+      `<h1>Restricted</h1><p>Only ${escapeHtml(String((req as unknown as { user: string }).user))} sees this.</p><p><a href="/">Home</a></p>`,
     ),
   );
 });
