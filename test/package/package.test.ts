@@ -22,6 +22,7 @@ const SURFACE: Record<string, string[]> = {
   './delivery/sms': ['defaultSmsBody', 'smsDelivery', 'smsSegments'],
   './delivery/outbox': ['devOutbox'],
   './stores/mongo': ['MongoStore'],
+  './stores/postgres': ['PostgresStore', 'schemaSql'],
 };
 
 function importsOf(file: string): string[] {
@@ -77,10 +78,25 @@ describe('built package', () => {
 
   it('the core entry imports no driver, and only node built-ins', () => {
     for (const file of ['dist/index.js', 'dist/index.cjs']) {
-      const code = readFileSync(file, 'utf8');
-      const imports = [...code.matchAll(/(?:from\s+|require\()["']([^"']+)["']/g)].map((m) => m[1]);
       expect(
-        imports.filter((name) => !/^(node:)?crypto$/.test(name!)),
+        importsOf(file).filter((name) => !/^(node:)?crypto$/.test(name)),
+        file,
+      ).toEqual([]);
+    }
+  });
+
+  it.each([
+    ['delivery/email', ['crypto', 'nodemailer']],
+    ['delivery/sms', ['crypto']],
+    ['delivery/outbox', ['crypto', 'express']],
+    ['testing', ['crypto', 'vitest']],
+    ['stores/mongo', []],
+    ['stores/postgres', []],
+  ])('dist/%s imports only %j (its own peer, never another driver)', (entry, allowed) => {
+    for (const file of [`dist/${entry}.js`, `dist/${entry}.cjs`]) {
+      const names = importsOf(file).map((n) => n.replace(/^node:/, ''));
+      expect(
+        names.filter((n) => !allowed.includes(n)),
         file,
       ).toEqual([]);
     }

@@ -1,0 +1,771 @@
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { PasswordlessError } from 'express-passwordless';
+import { tokenStoreContract } from 'express-passwordless/testing';
+import pg from 'pg';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { hashToken } from '../../src/token.js';
+import { type PgQueryable, PostgresStore, schemaSql } from '../../stores/postgres/index.js';
+import { escapeIdentifier, expiryIndexName, quoteTable } from '../../stores/postgres/schema.js';
+import { createApp, linkQuery } from '../helpers/create-app.js';
+import { describeWithServer } from '../helpers/server.js';
+
+const PG_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const PG_HOST = '127.0.0.1';
+const PG_PORT = 5432;
+
+// Every table and schema of this run carries the pid and a random part, so parallel runs and leftovers never collide.
+const runId = `${process.pid}_${randomBytes(4).toString('hex')}`;
+const createdTables: string[] = [];
+const createdSchemas: string[] = [];
+function newTable(label: string): string {
+  const table = `pwl_test_${runId}_${label}`;
+  createdTables.push(table);
+  return table;
+}
+
+const newHash = () => hashToken(randomBytes(16).toString('hex'));
+const inFuture = (ms = 60_000) => new Date(Date.now() + ms);
+
+/** A pool whose `query` calls are recorded, delegating to `inner`. */
+function recording(inner: PgQueryable): PgQueryable & { texts: string[] } {
+  const texts: string[] = [];
+  return {
+    texts,
+    query: (text: string, values?: unknown[]) => {
+      texts.push(text);
+      return values === undefined ? inner.query(text) : inner.query(text, values);
+    },
+  };
+}
+
+const ddlCount = (texts: string[]) => texts.filter((t) => t.startsWith('CREATE TABLE')).length;
+
+/** Milliseconds `work` takes, with its result. */
+async function timed<T>(work: () => Promise<T>): Promise<{ ms: number; result: T }> {
+  const start = performance.now();
+  const result = await work();
+  return { ms: performance.now() - start, result };
+}
+
+/** Collects unhandled rejections while `work` runs (and one macrotask after it). */
+async function noUnhandledRejection(work: () => Promise<void>): Promise<void> {
+  const seen: unknown[] = [];
+  const listener = (reason: unknown) => seen.push(reason);
+  process.on('unhandledRejection', listener);
+  try {
+    await work();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  } finally {
+    process.off('unhandledRejection', listener);
+  }
+  expect(seen).toEqual([]);
+}
+
+/** A TCP proxy to PostgreSQL that can be stopped (every connection cut, port closed) and started again on its port. */
+function tcpProxy() {
+  const sockets = new Set<net.Socket>();
+  let server: net.Server | undefined;
+  let port = 0;
+  return {
+    get port() {
+      return port;
+    },
+    async start(): Promise<void> {
+      const s = net.createServer((client) => {
+        const upstream = net.connect(PG_PORT, PG_HOST);
+        sockets.add(client);
+        sockets.add(upstream);
+        const cut = () => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(client);
+          sockets.delete(upstream);
+        };
+        client.on('error', cut).on('close', cut);
+        upstream.on('error', cut).on('close', cut);
+        client.pipe(upstream).pipe(client);
+      });
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(port, PG_HOST, () => resolve());
+      });
+      server = s;
+      port = (s.address() as net.AddressInfo).port;
+    },
+    async stop(): Promise<void> {
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+      const s = server;
+      server = undefined;
+      if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    },
+  };
+}
+
+describe('PostgresStore without a server', () => {
+  const fakePool = () => ({ query: vi.fn(async () => ({ rows: [] })) });
+
+  it.each<[string, unknown, RegExp]>([
+    ['no options', undefined, /options object/],
+    ['a missing pool', {}, /`pool`.*`pg` package.*got undefined/],
+    ['a pool without query()', { pool: { connect() {} } }, /`pool`.*`pg` package/],
+    // The message never echoes the string: a connection string may hold a password.
+    [
+      'a connection string as pool',
+      { pool: 'postgres://u:hunter2@db' },
+      /`pool`.*`pg` package.*got string\.$/,
+    ],
+    ['an unknown option', { pool: { query() {} }, tabel: 'x' }, /unknown option `tabel`/],
+    ['a table that is not a string', { pool: { query() {} }, table: 5 }, /`table` must be a string/],
+    ['an empty table', { pool: { query() {} }, table: '' }, /not usable.*empty/],
+    ['a table with two dots', { pool: { query() {} }, table: 'a.b.c' }, /not usable.*one dot/],
+    ['a table with NUL', { pool: { query() {} }, table: 'a\0b' }, /not usable.*NUL/],
+    ['a table over 63 bytes', { pool: { query() {} }, table: 'x'.repeat(64) }, /not usable.*63 bytes/],
+    ['a createTable that is not boolean', { pool: { query() {} }, createTable: 'yes' }, /`createTable`/],
+    ['a sweepInterval of 0', { pool: { query() {} }, sweepInterval: 0 }, /`sweepInterval`.*milliseconds/],
+  ])('the constructor rejects %s with BAD_OPTIONS', (_, options, message) => {
+    let error: unknown;
+    try {
+      new PostgresStore(options as never);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(PasswordlessError);
+    expect((error as PasswordlessError).code).toBe('BAD_OPTIONS');
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it('accepts a pg Pool, Client or PoolClient, and undefined for every optional option', async () => {
+    const pool = new pg.Pool({ connectionString: PG_URL });
+    const client = new pg.Client({ connectionString: PG_URL });
+    // Type-checked only (a PoolClient needs a connection): the compiler accepts pg's own types as `pool`.
+    const withPoolClient = (poolClient: pg.PoolClient) => new PostgresStore({ pool: poolClient });
+    expect(withPoolClient).toBeTypeOf('function');
+    const stores = [
+      new PostgresStore({ pool }),
+      new PostgresStore({ pool: client }),
+      new PostgresStore({ pool, table: undefined, createTable: undefined, sweepInterval: undefined }),
+    ];
+    for (const store of stores) await store.close();
+    await pool.end();
+  });
+
+  it('quotes identifiers exactly as pg does, including hostile ones', () => {
+    for (const name of ['plain', 'a"; DROP TABLE x; --', '""', 'Zoë 🙂', 'a.b', "o'neil"]) {
+      expect(escapeIdentifier(name)).toBe(pg.escapeIdentifier(name));
+    }
+    expect(quoteTable('auth.tokens')).toBe('"auth"."tokens"');
+    expect(quoteTable('a"b.c"d')).toBe('"a""b"."c""d"');
+  });
+
+  it('names the expiry index within 63 bytes, distinctly for long table names', () => {
+    expect(expiryIndexName('passwordless_tokens')).toBe('passwordless_tokens_expires_at_idx');
+    const a = expiryIndexName(`${'x'.repeat(60)}a`);
+    const b = expiryIndexName(`${'x'.repeat(60)}b`);
+    expect(Buffer.byteLength(a)).toBeLessThanOrEqual(63);
+    expect(a).not.toBe(b);
+    expect(Buffer.byteLength(expiryIndexName('é'.repeat(31)))).toBeLessThanOrEqual(63);
+  });
+
+  it('validates arguments before any query is sent', async () => {
+    const pool = fakePool();
+    const store = new PostgresStore({ pool });
+    const record = { uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() };
+    await expect(store.storeOrUpdate({ ...record, uid: { $ne: null } } as never)).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.storeOrUpdate({ ...record, tokenHash: 'raw-token' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.consume('alice', '.*', { keep: false })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.consume(['alice'] as never, newHash(), { keep: false })).rejects.toThrow();
+    await expect(store.invalidateUser('' as string)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // PostgreSQL text cannot hold NUL, and a lone surrogate would be rewritten to U+FFFD (two uids, one row).
+    await expect(store.storeOrUpdate({ ...record, uid: 'a\0b' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.storeOrUpdate({ ...record, uid: 'a\uD800' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.storeOrUpdate({ ...record, origin: '/\0' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    expect(await store.consume('a\0b', newHash(), { keep: false })).toEqual({ ok: false, reason: 'missing' });
+    await expect(store.invalidateUser('a\uDC00')).resolves.toBeUndefined();
+    expect(pool.query).not.toHaveBeenCalled();
+    await store.close();
+  });
+
+  it('the sweep creates nothing and queries nothing before the store is first used', async () => {
+    const pool = fakePool();
+    const store = new PostgresStore({ pool, sweepInterval: 10 });
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(pool.query).not.toHaveBeenCalled();
+    await store.close();
+  });
+
+  it('retries the CREATE when another process won the race for the catalog (23505 / 42710 / 42P07)', async () => {
+    const calls: string[] = [];
+    const raceCodes = ['23505', '42710', '42P07'];
+    const pool: PgQueryable = {
+      query: async (text: string) => {
+        calls.push(text);
+        const code = text.startsWith('CREATE TABLE') ? raceCodes.shift() : undefined;
+        if (code) throw Object.assign(new Error('duplicate key value violates unique constraint'), { code });
+        return { rows: [{ n: '0' }] };
+      },
+    };
+    const store = new PostgresStore({ pool });
+    expect(await store.length()).toBe(0);
+    expect(ddlCount(calls)).toBe(4);
+    await store.close();
+  });
+
+  it('forgets a failed CREATE, so the next call tries again', async () => {
+    let down = true;
+    const calls: string[] = [];
+    const pool: PgQueryable = {
+      query: async (text: string) => {
+        calls.push(text);
+        if (down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+        return { rows: [{ n: '0' }] };
+      },
+    };
+    const store = new PostgresStore({ pool });
+    await expect(Promise.all([store.length(), store.length()])).rejects.toMatchObject({
+      code: 'ECONNREFUSED',
+    });
+    expect(ddlCount(calls)).toBe(1);
+    down = false;
+    expect(await store.length()).toBe(0);
+    expect(await store.length()).toBe(0);
+    expect(ddlCount(calls)).toBe(2);
+    await store.close();
+  });
+
+  it('rejects with the driver error itself (the core wraps it as STORE_ERROR)', async () => {
+    const driverError = Object.assign(new Error('relation does not exist'), { code: '42P01' });
+    const store = new PostgresStore({
+      pool: {
+        query: async () => {
+          throw driverError;
+        },
+      },
+      createTable: false,
+    });
+    await expect(store.consume('alice', newHash(), { keep: false })).rejects.toBe(driverError);
+    await store.close();
+  });
+});
+
+const describePg = await describeWithServer('PostgreSQL', async () => {
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
+  await client.connect();
+  try {
+    await client.query('SELECT 1');
+  } finally {
+    await client.end();
+  }
+});
+
+describePg('PostgresStore on PostgreSQL', () => {
+  let pool: pg.Pool;
+  const poolErrors: unknown[] = [];
+
+  beforeAll(() => {
+    pool = new pg.Pool({ connectionString: PG_URL, max: 10, connectionTimeoutMillis: 5000 });
+    // An idle connection that dies makes the pool emit 'error'; without a listener that would crash the process.
+    pool.on('error', (err) => poolErrors.push(err));
+  });
+
+  afterAll(async () => {
+    for (const table of createdTables) await pool.query(`DROP TABLE IF EXISTS ${quoteTable(table)}`);
+    for (const schema of createdSchemas)
+      await pool.query(`DROP SCHEMA IF EXISTS ${escapeIdentifier(schema)} CASCADE`);
+    await pool.end();
+  });
+
+  const rowsOf = async (table: string) => (await pool.query(`SELECT * FROM ${quoteTable(table)}`)).rows;
+  const tableExists = async (qualified: string) =>
+    (await pool.query('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified])).rows[0].ok as boolean;
+
+  const contractTable = newTable('contract');
+  tokenStoreContract('PostgresStore', () => new PostgresStore({ pool, table: contractTable }));
+
+  describe('what the server holds', () => {
+    it('a row holds the 64-hex hash of the token and never the raw token', async () => {
+      const table = newTable('hash');
+      const store = new PostgresStore({ pool, table });
+      const { app, outbox } = createApp({ store });
+      await request(app).post('/sendtoken').type('form').send({ user: 'a@example.com' }).expect(200);
+      const { token } = outbox.last();
+      const rows = await pool.query(`SELECT t.*, row_to_json(t)::text AS json FROM ${quoteTable(table)} t`);
+      expect(rows.rows).toHaveLength(1);
+      const row = rows.rows[0];
+      expect(row.uid).toBe('a@example.com');
+      expect(row.token_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(row.token_hash).toBe(createHash('sha256').update(token).digest('hex'));
+      expect(row.json).not.toContain(token);
+      expect(row.attempts).toBe(0);
+      await store.close();
+    });
+
+    it('a login costs one statement at request and one at accept, plus one CREATE on first use', async () => {
+      const table = newTable('trips');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table });
+      const { app, outbox } = createApp({ store });
+      const kinds = () => spy.texts.map((t) => t.split(/\s/)[0]);
+      for (let i = 0; i < 2; i++) {
+        await request(app).post('/sendtoken').type('form').send({ user: 'a@example.com' }).expect(200);
+        const res = await request(app)
+          .get(`/?${linkQuery(outbox.last())}`)
+          .expect(200);
+        expect(res.body.user).toBe('a@example.com');
+      }
+      expect(kinds()).toEqual(['CREATE', 'INSERT', 'WITH', 'INSERT', 'WITH']);
+      await store.close();
+    });
+
+    it('creates the table with the documented columns and the expiry index', async () => {
+      const table = newTable('schema');
+      const store = new PostgresStore({ pool, table });
+      await store.length();
+      const columns = await pool.query(
+        `SELECT column_name, data_type, is_nullable FROM information_schema.columns
+         WHERE table_name = $1 ORDER BY ordinal_position`,
+        [table],
+      );
+      expect(columns.rows).toEqual([
+        { column_name: 'uid', data_type: 'text', is_nullable: 'NO' },
+        { column_name: 'token_hash', data_type: 'text', is_nullable: 'NO' },
+        { column_name: 'expires_at', data_type: 'timestamp with time zone', is_nullable: 'NO' },
+        { column_name: 'origin', data_type: 'text', is_nullable: 'YES' },
+        { column_name: 'attempts', data_type: 'integer', is_nullable: 'NO' },
+        { column_name: 'max_attempts', data_type: 'integer', is_nullable: 'YES' },
+      ]);
+      const indexes = await pool.query(
+        'SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname',
+        [table],
+      );
+      expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/USING btree \(expires_at\)/);
+      expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/UNIQUE INDEX .* USING btree \(uid\)/);
+      await store.close();
+    });
+
+    it('judges expiry by the app clock that computed expiresAt, not by the server clock', async () => {
+      const table = newTable('clock');
+      const store = new PostgresStore({ pool, table });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture(60_000) });
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + 60_000);
+        expect(await store.length()).toBe(0);
+        expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({
+          ok: false,
+          reason: 'expired',
+        });
+      } finally {
+        vi.useRealTimers();
+      }
+      await store.close();
+    });
+
+    it('reports every consume outcome with its reason', async () => {
+      const table = newTable('reasons');
+      const store = new PostgresStore({ pool, table });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: 2 });
+      expect(await store.consume('alice', newHash(), { keep: false })).toEqual({
+        ok: false,
+        reason: 'mismatch',
+      });
+      expect((await rowsOf(table))[0].attempts).toBe(1);
+      expect(await store.consume('alice', newHash(), { keep: false })).toEqual({
+        ok: false,
+        reason: 'exhausted',
+      });
+      expect(await rowsOf(table)).toEqual([]);
+      expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({
+        ok: false,
+        reason: 'missing',
+      });
+      await store.storeOrUpdate({ uid: 'bob', tokenHash, expiresAt: new Date(Date.now() - 1) });
+      expect(await store.consume('bob', tokenHash, { keep: false })).toEqual({
+        ok: false,
+        reason: 'expired',
+      });
+      expect(await rowsOf(table)).toEqual([]);
+      await store.close();
+    });
+
+    it('keeps two uids apart that differ only in case or trailing space (exact text equality)', async () => {
+      const table = newTable('exact');
+      const store = new PostgresStore({ pool, table });
+      const a = newHash();
+      const b = newHash();
+      await store.storeOrUpdate({ uid: 'Alice', tokenHash: a, expiresAt: inFuture() });
+      await store.storeOrUpdate({ uid: 'alice ', tokenHash: b, expiresAt: inFuture() });
+      expect(await store.length()).toBe(2);
+      expect((await store.consume('alice', a, { keep: false })).ok).toBe(false);
+      expect((await store.consume('Alice', a, { keep: false })).ok).toBe(true);
+      expect((await store.consume('alice ', b, { keep: false })).ok).toBe(true);
+      await store.close();
+    });
+  });
+
+  describe('table names', () => {
+    it('escapes a hostile table name: the table gets that exact name and no other statement runs', async () => {
+      // Short names (identifiers are limited to 63 bytes): a random part instead of the full run id.
+      const tiny = randomBytes(3).toString('hex');
+      const sentinel = `pwl_s_${tiny}`;
+      const hostile = `pwl_h_${tiny}"; DROP TABLE ${sentinel}; --`;
+      createdTables.push(sentinel, hostile);
+      await pool.query(`CREATE TABLE ${quoteTable(sentinel)} (x int)`);
+      const store = new PostgresStore({ pool, table: hostile });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture(), origin: '/x' });
+      expect(await store.length()).toBe(1);
+      expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({ ok: true, origin: '/x' });
+      await store.invalidateUser('alice');
+      await store.clear();
+      expect(await tableExists(quoteTable(sentinel))).toBe(true);
+      const found = await pool.query('SELECT count(*)::int AS n FROM pg_tables WHERE tablename = $1', [
+        hostile,
+      ]);
+      expect(found.rows[0].n).toBe(1);
+      await store.close();
+    });
+
+    it('uses a schema-qualified table in that schema', async () => {
+      const schema = `pwl_test_${runId}_schema`;
+      createdSchemas.push(schema);
+      await pool.query(`CREATE SCHEMA ${escapeIdentifier(schema)}`);
+      const store = new PostgresStore({ pool, table: `${schema}.tokens` });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+      const where = await pool.query(
+        'SELECT schemaname FROM pg_tables WHERE tablename = $1 AND schemaname = $2',
+        ['tokens', schema],
+      );
+      expect(where.rows).toHaveLength(1);
+      expect(await tableExists('public.tokens')).toBe(false);
+      expect((await store.consume('alice', tokenHash, { keep: false })).ok).toBe(true);
+      await store.close();
+    });
+  });
+
+  describe('table creation', () => {
+    it('concurrent first calls of one store run the CREATE once', async () => {
+      const table = newTable('once');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table });
+      const results = await Promise.all(Array.from({ length: 20 }, () => store.length()));
+      expect(results).toEqual(Array(20).fill(0));
+      expect(ddlCount(spy.texts)).toBe(1);
+      await store.length();
+      expect(ddlCount(spy.texts)).toBe(1);
+      await store.close();
+    });
+
+    it('stores in separate connections (as separate processes) creating one table at once all succeed', async () => {
+      const table = newTable('race');
+      for (let round = 0; round < 5; round++) {
+        await pool.query(`DROP TABLE IF EXISTS ${quoteTable(table)}`);
+        // Separate clients: each CREATE runs in its own session, as it would from several app instances.
+        const clients = await Promise.all(
+          Array.from({ length: 6 }, async () => {
+            const client = new pg.Client({ connectionString: PG_URL });
+            await client.connect();
+            return client;
+          }),
+        );
+        try {
+          const stores = clients.map((client) => new PostgresStore({ pool: client, table }));
+          await Promise.all(
+            stores.map((store, i) =>
+              store.storeOrUpdate({ uid: `u${i}`, tokenHash: newHash(), expiresAt: inFuture() }),
+            ),
+          );
+          expect(await stores[0]!.length()).toBe(6);
+          for (const store of stores) await store.close();
+        } finally {
+          await Promise.all(clients.map((client) => client.end()));
+        }
+      }
+    });
+
+    it('with createTable: false issues no DDL, and works once the exported schemaSql ran', async () => {
+      const table = newTable('migrated');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table, createTable: false });
+      await expect(store.length()).rejects.toMatchObject({ code: '42P01' }); // undefined_table, the driver's error
+      await pool.query(schemaSql(table));
+      await pool.query(schemaSql(table)); // idempotent, as a migration re-run would be
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+      expect((await store.consume('alice', tokenHash, { keep: false })).ok).toBe(true);
+      expect(spy.texts.some((t) => /\bCREATE\b/.test(t))).toBe(false);
+      await store.close();
+    });
+  });
+
+  describe('lifecycle', () => {
+    it('purges expired rows by itself, and close() stops the purge without ending the pool', async () => {
+      const table = newTable('purge');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table, sweepInterval: 30 });
+      await store.storeOrUpdate({
+        uid: 'old1',
+        tokenHash: newHash(),
+        expiresAt: new Date(Date.now() - 1000),
+      });
+      await store.storeOrUpdate({ uid: 'old2', tokenHash: newHash(), expiresAt: new Date(Date.now() + 40) });
+      await store.storeOrUpdate({ uid: 'live', tokenHash: newHash(), expiresAt: inFuture() });
+      // Nothing but the purge deletes rows here (no consume, no invalidate): both expired rows must go.
+      await vi.waitFor(async () => expect((await rowsOf(table)).map((r) => r.uid)).toEqual(['live']), {
+        timeout: 5000,
+        interval: 20,
+      });
+      await store.close();
+      const purges = () => spy.texts.filter((t) => t.startsWith('DELETE') && t.includes('<=')).length;
+      const afterClose = purges();
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      expect(purges()).toBe(afterClose);
+      expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      expect(pool.ending).toBe(false);
+    });
+
+    it('the store keeps working when called after close()', async () => {
+      const table = newTable('reuse');
+      const store = new PostgresStore({ pool, table });
+      await store.close();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() });
+      expect(await store.length()).toBe(1);
+      await store.close();
+    });
+
+    it('clear() empties its own table only', async () => {
+      const mine = newTable('clear_a');
+      const other = newTable('clear_b');
+      const a = new PostgresStore({ pool, table: mine });
+      const b = new PostgresStore({ pool, table: other });
+      await a.storeOrUpdate({ uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() });
+      await b.storeOrUpdate({ uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() });
+      await a.clear();
+      expect(await a.length()).toBe(0);
+      expect(await b.length()).toBe(1);
+      await a.close();
+      await b.close();
+    });
+  });
+
+  describe('concurrency', () => {
+    it('50 concurrent consumes of one token: exactly one succeeds, 20 rounds', async () => {
+      const store = new PostgresStore({ pool, table: newTable('race50') });
+      for (let round = 0; round < 20; round++) {
+        const tokenHash = newHash();
+        await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () => store.consume('alice', tokenHash, { keep: false })),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(1);
+        expect(results.filter((r) => !r.ok && r.reason !== 'missing')).toEqual([]);
+      }
+      await store.close();
+    });
+
+    it('30 concurrent wrong tries with maxAttempts 5: five are compared and counted, the rest find nothing', async () => {
+      const store = new PostgresStore({ pool, table: newTable('attempts') });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture(), maxAttempts: 5 });
+      const results = await Promise.all(
+        Array.from({ length: 30 }, () => store.consume('alice', newHash(), { keep: false })),
+      );
+      const reasons = results.map((r) => (r.ok ? 'ok' : r.reason)).sort();
+      expect(reasons.filter((r) => r === 'mismatch')).toHaveLength(4);
+      expect(reasons.filter((r) => r === 'exhausted')).toHaveLength(1);
+      expect(reasons.filter((r) => r === 'missing')).toHaveLength(25);
+      expect((await store.consume('alice', tokenHash, { keep: false })).ok).toBe(false);
+      await store.close();
+    });
+
+    it('with SERIALIZABLE sessions, racing consumes are retried: one success and no error', async () => {
+      const strict = new pg.Pool({
+        connectionString: PG_URL,
+        max: 10,
+        options: '-c default_transaction_isolation=serializable',
+      });
+      strict.on('error', () => undefined);
+      try {
+        const store = new PostgresStore({ pool: strict, table: newTable('serializable') });
+        for (let round = 0; round < 5; round++) {
+          const tokenHash = newHash();
+          await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+          const results = await Promise.all(
+            Array.from({ length: 20 }, () => store.consume('alice', tokenHash, { keep: false })),
+          );
+          expect(results.filter((r) => r.ok)).toHaveLength(1);
+        }
+        await store.close();
+      } finally {
+        await strict.end();
+      }
+    });
+
+    it('over HTTP, 50 parallel GETs with one single-use token log in exactly once, 20 rounds', async () => {
+      const store = new PostgresStore({ pool, table: newTable('http') });
+      const { app, outbox, errors } = createApp({ store });
+      const server = http.createServer(app);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        for (let round = 0; round < 20; round++) {
+          await request(server).post('/sendtoken').type('form').send({ user: 'a@example.com' }).expect(200);
+          const query = linkQuery(outbox.last());
+          const responses = await Promise.all(
+            Array.from({ length: 50 }, () => request(server).get(`/?${query}`)),
+          );
+          expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200));
+          expect(responses.filter((r) => r.body.user)).toHaveLength(1);
+        }
+        expect(errors).toEqual([]);
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+        await store.close();
+      }
+    });
+  });
+
+  describe('outages', () => {
+    it('a database that refuses connections gives 500 STORE_ERROR within 2 s, with no unhandled rejection', async () => {
+      const dead = new pg.Pool({
+        host: '127.0.0.1',
+        port: 1,
+        user: 'postgres',
+        connectionTimeoutMillis: 1000,
+      });
+      dead.on('error', () => undefined);
+      const store = new PostgresStore({ pool: dead });
+      const { app, errors } = createApp({ store });
+      await noUnhandledRejection(async () => {
+        const send = await timed(() =>
+          request(app).post('/sendtoken').type('form').send({ user: 'a@example.com' }),
+        );
+        expect(send.result.status).toBe(500);
+        expect(send.result.body).toEqual({ error: 'STORE_ERROR' });
+        expect(send.ms).toBeLessThan(2000);
+        const accept = await timed(() => request(app).get('/?token=x&uid=y'));
+        expect(accept.result.status).toBe(500);
+        expect(accept.result.body).toEqual({ error: 'STORE_ERROR' });
+        expect(accept.ms).toBeLessThan(2000);
+      });
+      expect(errors).toHaveLength(2);
+      for (const err of errors) {
+        expect(err).toBeInstanceOf(PasswordlessError);
+        expect((err as PasswordlessError).cause).toBeInstanceOf(Error);
+      }
+      await store.close();
+      await dead.end();
+    });
+
+    it('a database that accepts connections and never answers gives STORE_ERROR within 2 s with the documented pool options', async () => {
+      const sockets = new Set<net.Socket>();
+      const blackHole = net.createServer((socket) => {
+        sockets.add(socket);
+        socket.on('error', () => undefined);
+      });
+      await new Promise<void>((resolve) => blackHole.listen(0, PG_HOST, resolve));
+      const port = (blackHole.address() as net.AddressInfo).port;
+      const hung = new pg.Pool({
+        host: PG_HOST,
+        port,
+        user: 'postgres',
+        connectionTimeoutMillis: 1000,
+        query_timeout: 1500,
+      });
+      hung.on('error', () => undefined);
+      const store = new PostgresStore({ pool: hung });
+      const { app } = createApp({ store });
+      try {
+        await noUnhandledRejection(async () => {
+          const send = await timed(() =>
+            request(app).post('/sendtoken').type('form').send({ user: 'a@example.com' }),
+          );
+          expect(send.result.status).toBe(500);
+          expect(send.result.body).toEqual({ error: 'STORE_ERROR' });
+          expect(send.ms).toBeLessThan(2000);
+        });
+      } finally {
+        await store.close();
+        await hung.end();
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => blackHole.close(resolve));
+      }
+    });
+
+    it('after the connection to the database is cut and restored, logins work again without a restart', async () => {
+      const proxy = tcpProxy();
+      await proxy.start();
+      const port = proxy.port;
+      const flaky = new pg.Pool({
+        host: PG_HOST,
+        port,
+        user: 'postgres',
+        database: 'test',
+        max: 5,
+        connectionTimeoutMillis: 1000,
+      });
+      const flakyErrors: unknown[] = [];
+      flaky.on('error', (err) => flakyErrors.push(err));
+      const store = new PostgresStore({ pool: flaky, table: newTable('recovery') });
+      const { app, outbox } = createApp({ store });
+      const agent = () => request(app);
+
+      const login = async () => {
+        await agent().post('/sendtoken').type('form').send({ user: 'a@example.com' }).expect(200);
+        const res = await agent()
+          .get(`/?${linkQuery(outbox.last())}`)
+          .expect(200);
+        expect(res.body.user).toBe('a@example.com');
+      };
+      const expectOutage = async () => {
+        const send = await timed(() =>
+          agent().post('/sendtoken').type('form').send({ user: 'a@example.com' }),
+        );
+        expect(send.result.status).toBe(500);
+        expect(send.result.body).toEqual({ error: 'STORE_ERROR' });
+        expect(send.ms).toBeLessThan(2000);
+        const accept = await timed(() => agent().get('/?token=x&uid=a@example.com'));
+        expect(accept.result.status).toBe(500);
+        expect(accept.result.body).toEqual({ error: 'STORE_ERROR' });
+        expect(accept.ms).toBeLessThan(2000);
+      };
+
+      try {
+        await noUnhandledRejection(async () => {
+          // Down before the first call: the CREATE fails and is tried again once the database is back.
+          await proxy.stop();
+          await expectOutage();
+          await proxy.start();
+          expect(proxy.port).toBe(port);
+          await login();
+          // Down with open pooled connections: they are cut mid-life.
+          await proxy.stop();
+          await expectOutage();
+          await proxy.start();
+          await login();
+        });
+      } finally {
+        await store.close();
+        await proxy.stop();
+        await flaky.end();
+      }
+    });
+  });
+});
