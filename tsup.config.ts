@@ -4,6 +4,7 @@ import { defineConfig } from 'tsup';
 const entry = {
   index: 'src/index.ts',
   testing: 'src/testing/index.ts',
+  'stores/redis': 'stores/redis/index.ts',
   'stores/postgres': 'stores/postgres/index.ts',
   'stores/mongo': 'stores/mongo/index.ts',
   'delivery/outbox': 'src/delivery/outbox.ts',

@@ -1,5 +1,5 @@
 import { PasswordlessError } from './errors.js';
-import { assertConsumeArgs, assertTokenRecord, assertUid } from './store-args.js';
+import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from './store-args.js';
 import { safeEqual } from './token.js';
 import type { ConsumeOptions, ConsumeResult, TokenRecord, TokenStore } from './types.js';
 
@@ -80,9 +80,11 @@ export class MemoryStore implements TokenStore {
     return { ok: false, reason: 'mismatch' };
   }
 
-  async invalidateUser(uid: string): Promise<void> {
-    assertUid('invalidateUser', uid);
-    this.#entries.delete(uid);
+  async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
+    assertInvalidateArgs(uid, tokenHash);
+    const entry = this.#entries.get(uid);
+    if (entry && (tokenHash === undefined || safeEqual(entry.tokenHash, tokenHash)))
+      this.#entries.delete(uid);
   }
 
   async clear(): Promise<void> {

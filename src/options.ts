@@ -130,13 +130,96 @@ function bool(call: string, o: Record<string, unknown>, key: string): boolean {
   return v;
 }
 
-function ms(call: string, o: Record<string, unknown>, key: string, fallback: number): number {
+/** Longest timer Node runs as asked; a longer one fires after 1 ms. */
+const MAX_TIMER = 2 ** 31 - 1;
+/** Longest token lifetime accepted: one year. */
+const MAX_TTL = 365 * 24 * 3600_000;
+
+function ms(
+  call: string,
+  o: Record<string, unknown>,
+  key: string,
+  fallback: number,
+  max = MAX_TIMER,
+): number {
   const v = o[key];
   if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-    fail(call, `\`${key}\` must be a positive whole number of milliseconds; got ${show(v)}.`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v > max) {
+    fail(call, `\`${key}\` must be a whole number of milliseconds from 1 to ${max}; got ${show(v)}.`);
   }
   return v;
+}
+
+// Names Express, Node or JavaScript already define on a request: as userProperty they would make every request look
+// logged in (req.path, req.ip…) or break the request.
+const RESERVED_REQUEST_PROPERTIES = new Set([
+  'app',
+  'baseUrl',
+  'body',
+  'cookies',
+  'flash',
+  'fresh',
+  'host',
+  'hostname',
+  'ip',
+  'ips',
+  'next',
+  'originalUrl',
+  'params',
+  'passwordless',
+  'path',
+  'protocol',
+  'query',
+  'res',
+  'route',
+  'secure',
+  'session',
+  'sessionID',
+  'sessionStore',
+  'signedCookies',
+  'stale',
+  'subdomains',
+  'xhr',
+  'accepts',
+  'acceptsCharsets',
+  'acceptsEncodings',
+  'acceptsLanguages',
+  'get',
+  'header',
+  'is',
+  'param',
+  'range',
+  'socket',
+  'connection',
+  'headers',
+  'headersDistinct',
+  'rawHeaders',
+  'trailers',
+  'trailersDistinct',
+  'rawTrailers',
+  'method',
+  'url',
+  'statusCode',
+  'statusMessage',
+  'httpVersion',
+  'httpVersionMajor',
+  'httpVersionMinor',
+  'complete',
+  'aborted',
+  'client',
+  'destroyed',
+  'readable',
+]);
+
+function userPropertyName(call: string, o: Record<string, unknown>): string {
+  const name = str(call, o, 'userProperty') ?? 'user';
+  if (RESERVED_REQUEST_PROPERTIES.has(name) || name in Object.prototype || name.startsWith('_')) {
+    fail(
+      call,
+      `\`userProperty\` "${name}" is a property requests already have (or a private name starting with _); choose another, e.g. 'user' or 'account'.`,
+    );
+  }
+  return name;
 }
 
 /** Resolved options of `init`. */
@@ -167,7 +250,7 @@ export function validateInitOptions(options: unknown): Readonly<InitConfig> {
     }
   }
   return Object.freeze({
-    userProperty: str(call, o, 'userProperty') ?? 'user',
+    userProperty: userPropertyName(call, o),
     allowTokenReuse: bool(call, o, 'allowTokenReuse'),
     skipForceSessionSave: bool(call, o, 'skipForceSessionSave'),
     storeTimeout: ms(call, o, 'storeTimeout', 2000),
@@ -201,7 +284,7 @@ export function validateDeliveryOptions(options: unknown): Readonly<DeliveryConf
     if (extra.length > 0) fail(call, `unknown option \`numberToken.${extra[0]}\`.`);
     const max = nt.max;
     if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 10 || max > MAX_NUMBER_TOKEN) {
-      fail(call, `\`numberToken.max\` must be a whole number from 10 to 2^48; got ${show(max)}.`);
+      fail(call, `\`numberToken.max\` must be a whole number from 10 to 2^48 - 1; got ${show(max)}.`);
     }
     numberMax = max;
   }
@@ -209,7 +292,7 @@ export function validateDeliveryOptions(options: unknown): Readonly<DeliveryConf
     fail(call, '`tokenAlgorithm` and `numberToken` cannot be used together; choose one.');
   }
   const kind = o.tokenAlgorithm !== undefined || numberMax !== undefined ? 'code' : 'link';
-  const ttl = ms(call, o, 'ttl', kind === 'code' ? 10 * 60_000 : 15 * 60_000);
+  const ttl = ms(call, o, 'ttl', kind === 'code' ? 10 * 60_000 : 15 * 60_000, MAX_TTL);
   if (o.ttl !== undefined && ttl < 1000) {
     fail(
       call,

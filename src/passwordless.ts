@@ -12,7 +12,7 @@ import {
   validateRestrictedOptions,
 } from './options.js';
 import { isSafeRedirect } from './redirect.js';
-import { MAX_UID_LENGTH } from './store-args.js';
+import { isStorableString, MAX_UID_LENGTH } from './store-args.js';
 import { generateNumberToken, generateToken, hashToken } from './token.js';
 import type {
   AcceptTokenOptions,
@@ -71,6 +71,33 @@ function field(source: unknown, key: string): unknown {
 
 function isOptionalString(value: unknown): value is string | undefined {
   return value === undefined || typeof value === 'string';
+}
+
+/** Marks a request that carried a token with the names of its token and uid fields (set by acceptToken). */
+const TOKEN_FIELDS = Symbol('express-passwordless.tokenFields');
+
+/** `path` without the query fields `names` (a same-site path stays a same-site path). */
+function withoutFields(path: string, names: readonly string[]): string {
+  const q = path.indexOf('?');
+  if (q === -1) return path;
+  const hash = path.indexOf('#', q);
+  const query = hash === -1 ? path.slice(q + 1) : path.slice(q + 1, hash);
+  const kept = query.split('&').filter((pair) => {
+    const raw = (pair.split('=', 1)[0] ?? '').replace(/\+/g, ' ');
+    let name = raw;
+    try {
+      name = decodeURIComponent(raw);
+    } catch {}
+    // `token[]=…` and `token[x]=…` are the same field to qs.
+    return !names.includes(name.replace(/\[.*$/, ''));
+  });
+  return (
+    path.slice(0, q) + (kept.length > 0 ? `?${kept.join('&')}` : '') + (hash === -1 ? '' : path.slice(hash))
+  );
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Express 4 does not forward rejected promises; this does, on both majors. */
@@ -258,7 +285,8 @@ export class Passwordless {
 
       let source: unknown;
       if (req.method === 'POST') {
-        if (req.body === undefined) {
+        // A form or JSON body nobody parsed is a setup mistake; any other POST simply has no fields (→ 400).
+        if (req.body === undefined && req.is(['urlencoded', 'json'])) {
           throw new PasswordlessError(
             'NO_BODY',
             'requestToken(): req.body is missing; add express.urlencoded() or express.json() before it.',
@@ -324,11 +352,20 @@ export class Passwordless {
           () => new Error(`send() took longer than deliveryTimeout (${config.deliveryTimeout} ms)`),
         );
       } catch (err) {
-        // The user never got this token: leave none behind that a later leak of the message could use.
-        await this.#storeCall('invalidateUser', () => store.invalidateUser(uid)).catch(() => undefined);
+        // The user never got this token: leave none behind that a later leak of the message could use. Only this
+        // token: one that a concurrent request for the same uid delivered meanwhile stays valid.
+        const cleanupError = await this.#storeCall('invalidateUser', () =>
+          store.invalidateUser(uid, record.tokenHash),
+        ).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        const name = method.name === undefined ? 'method' : `"${method.name}"`;
         throw new PasswordlessError(
           'DELIVERY_FAILED',
-          `requestToken(): the delivery ${method.name === undefined ? 'method' : `"${method.name}"`} failed; the token was invalidated. See \`cause\`.`,
+          cleanupError
+            ? `requestToken(): the delivery ${name} failed, and so did invalidating the unsent token (${describeError(cleanupError)}); it dies at its ttl. See \`cause\`.`
+            : `requestToken(): the delivery ${name} failed; the unsent token was invalidated. See \`cause\`.`,
           { cause: err },
         );
       }
@@ -362,6 +399,8 @@ export class Passwordless {
       // A response to a URL that carries a token must not be cached, nor leak the URL in the Referer of what it loads.
       res.set('Cache-Control', 'no-store');
       res.set('Referrer-Policy', 'no-referrer');
+      // Tell restricted({ originField }) which query fields carry a token, so it never copies them into a Location.
+      Object.defineProperty(req, TOKEN_FIELDS, { value: [cfg.tokenField, cfg.uidField], configurable: true });
       // Link scanners and prefetchers send HEAD/OPTIONS: not checked, consumed or counted, so HEAD is neither a trap
       // for the real user's token nor a free oracle for guessing codes.
       if (req.method === 'HEAD' || req.method === 'OPTIONS') return next();
@@ -370,6 +409,8 @@ export class Passwordless {
       if ((token?.length ?? 0) > MAX_TOKEN_LENGTH || (uid?.length ?? 0) > MAX_UID_LENGTH) {
         return void res.status(400).send('Bad Request');
       }
+      // A uid no store can hold as sent (control characters; lone surrogates, which UTF-8 turns into U+FFFD) is refused.
+      if (uid !== undefined && !isStorableString(uid)) return void res.status(400).send('Bad Request');
       if (!token || !uid) return next();
 
       const { store, config } = this.#ready('acceptToken()');
@@ -383,7 +424,14 @@ export class Passwordless {
       const result = await this.#storeCall('consume', () =>
         store.consume(uid, hashToken(token, config.secret), { keep: config.allowTokenReuse }),
       );
-      if (!result.ok) {
+      // Fail closed on a store that answers anything but the documented shape (e.g. a raw driver result { ok: 1 }).
+      if (typeof result !== 'object' || result === null || typeof result.ok !== 'boolean') {
+        throw new PasswordlessError(
+          'STORE_ERROR',
+          "The token store's consume() resolved something other than { ok: boolean }; see docs/token-stores.md.",
+        );
+      }
+      if (result.ok !== true) {
         // Unknown uid, wrong, expired, used or voided token: one outcome, so none of them can be told apart.
         if (cfg.failureFlash !== undefined) flash?.('passwordless', cfg.failureFlash);
         return next();
@@ -393,11 +441,23 @@ export class Passwordless {
       if (session) session.passwordless = uid;
       props(req)[config.userProperty] = uid;
       if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
-      // The stored origin was checked at requestToken; check again in case the store holds older or foreign data.
-      const origin = cfg.enableOriginRedirect && isSafeRedirect(result.origin) ? result.origin : undefined;
+      // The stored origin was checked at requestToken; check again in case the store holds older or foreign data, and
+      // drop token and uid fields from it, so that no Location ever carries them.
+      const origin =
+        cfg.enableOriginRedirect && isSafeRedirect(result.origin)
+          ? withoutFields(result.origin, [cfg.tokenField, cfg.uidField])
+          : undefined;
       const target = origin ?? cfg.successRedirect;
-      if (target !== undefined) return this.#redirect(req, res, target);
-      next();
+      if (target === undefined) return next();
+      try {
+        await this.#redirect(req, res, target, true);
+      } catch (err) {
+        // The session could not be saved: undo the login, so that neither the app's error handler nor
+        // express-session's own save at the end of the response logs this request in.
+        if (session) delete session.passwordless;
+        delete props(req)[config.userProperty];
+        throw err;
+      }
     });
   }
 
@@ -412,7 +472,10 @@ export class Passwordless {
       }
       let target = cfg.failureRedirect;
       if (cfg.originField !== undefined) {
-        target += `${target.includes('?') ? '&' : '?'}${encodeURIComponent(cfg.originField)}=${encodeURIComponent(req.originalUrl)}`;
+        // A refused or used link on a restricted page must not put its token into the Location.
+        const tokenFields = (req as unknown as Record<symbol, string[] | undefined>)[TOKEN_FIELDS];
+        const origin = tokenFields ? withoutFields(req.originalUrl, tokenFields) : req.originalUrl;
+        target += `${target.includes('?') ? '&' : '?'}${encodeURIComponent(cfg.originField)}=${encodeURIComponent(origin)}`;
       }
       if (cfg.failureFlash !== undefined) {
         const flash = flashOf(req);
@@ -423,7 +486,7 @@ export class Passwordless {
           );
         flash('passwordless', cfg.failureFlash);
       }
-      return this.#redirect(req, res, target);
+      return this.#redirect(req, res, target, cfg.failureFlash !== undefined);
     });
   }
 
@@ -564,10 +627,15 @@ export class Passwordless {
       }
     }
     if (typeof uid === 'number' && Number.isFinite(uid)) uid = String(uid);
-    if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_UID_LENGTH) {
+    if (
+      typeof uid !== 'string' ||
+      uid.length === 0 ||
+      uid.length > MAX_UID_LENGTH ||
+      !isStorableString(uid)
+    ) {
       throw new PasswordlessError(
         'USER_LOOKUP_FAILED',
-        `getUserId() must return a uid (a non-empty string of at most 1024 characters, or a number), { uid, recipient }, or null; got ${describeUidResult(uid)}.`,
+        `getUserId() must return a uid (a non-empty string of at most 1024 characters without control characters, or a number), { uid, recipient }, or null; got ${describeUidResult(uid)}.`,
       );
     }
     return { uid, recipient: recipient as string };
@@ -581,7 +649,7 @@ export class Passwordless {
   ): Promise<void> | void {
     if (cfg.failureRedirect !== undefined) {
       if (cfg.failureFlash !== undefined) flashOf(req)?.('passwordless', cfg.failureFlash);
-      return this.#redirect(req, res, cfg.failureRedirect);
+      return this.#redirect(req, res, cfg.failureRedirect, cfg.failureFlash !== undefined);
     }
     if (status === 401) {
       res.status(401).set('WWW-Authenticate', 'Provide a valid user').send('Unauthorized');
@@ -590,10 +658,19 @@ export class Passwordless {
     }
   }
 
-  /** Saves the session before redirecting, so the browser's next request already sees it (unless skipped). */
-  async #redirect(req: Request, res: Response, target: string): Promise<void> {
+  /**
+   * Redirects; when this middleware changed the session (login, a flash), saves it first so that the browser's next
+   * request already sees it (unless skipForceSessionSave). An unchanged session is not written: anonymous redirects
+   * must not fill the session store.
+   */
+  async #redirect(req: Request, res: Response, target: string, sessionChanged: boolean): Promise<void> {
     const session = sessionOf(req);
-    if (session && !this.#config?.skipForceSessionSave && typeof session.save === 'function') {
+    if (
+      sessionChanged &&
+      session &&
+      !this.#config?.skipForceSessionSave &&
+      typeof session.save === 'function'
+    ) {
       await callSession(session, 'save');
     }
     res.redirect(target);

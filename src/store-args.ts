@@ -9,10 +9,27 @@ function bad(method: string, what: string, got: unknown): PasswordlessError {
   return new PasswordlessError('INVALID_ARGUMENT', `${method}(): ${what}; got ${shown}.`);
 }
 
-/** Rejects anything but a non-empty string of at most MAX_UID_LENGTH characters, so no object or operator reaches a query. */
+// Control characters (NUL cannot be stored in PostgreSQL text) and lone surrogates (UTF-8 encoding turns every one into
+// U+FFFD, so 'a\uD800' and 'a\uDBFF' would name the same key or row).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const UNSTORABLE = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
+
+/** True for a string every store can hold exactly as given: no control characters, well-formed Unicode. */
+export function isStorableString(value: string): boolean {
+  return !UNSTORABLE.test(value);
+}
+
+/**
+ * Rejects anything but a non-empty, storable string of at most MAX_UID_LENGTH characters, so no object or operator
+ * reaches a query and no two uids collide in a backend's encoding.
+ */
 export function assertUid(method: string, uid: unknown): asserts uid is string {
-  if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_UID_LENGTH) {
-    throw bad(method, `uid must be a non-empty string of at most ${MAX_UID_LENGTH} characters`, uid);
+  if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_UID_LENGTH || !isStorableString(uid)) {
+    throw bad(
+      method,
+      `uid must be a non-empty string of at most ${MAX_UID_LENGTH} characters, without control characters or lone surrogates`,
+      uid,
+    );
   }
 }
 
@@ -42,6 +59,12 @@ export function assertTokenRecord(record: unknown): asserts record is TokenRecor
   ) {
     throw bad('storeOrUpdate', 'maxAttempts must be a positive integer or undefined', r.maxAttempts);
   }
+}
+
+/** Checks the arguments of invalidateUser. */
+export function assertInvalidateArgs(uid: unknown, tokenHash: unknown): void {
+  assertUid('invalidateUser', uid);
+  if (tokenHash !== undefined) assertTokenHash('invalidateUser', tokenHash);
 }
 
 /** Checks the arguments of consume. */

@@ -2,8 +2,8 @@ import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 
 
 const BASE58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
 
-/** Largest `numberToken.max` crypto.randomInt can serve uniformly. */
-export const MAX_NUMBER_TOKEN = 2 ** 48;
+/** Largest `numberToken.max` crypto.randomInt accepts (its range must be below 2^48). */
+export const MAX_NUMBER_TOKEN = 2 ** 48 - 1;
 
 /** Base58 (Bitcoin alphabet) of `bytes`, leading zero bytes kept as '1' as usual. */
 export function base58(bytes: Uint8Array): string {

@@ -38,8 +38,11 @@ export interface TokenStore {
    * resolve `ok`; otherwise count one failed attempt on the uid's record and delete it once `maxAttempts` is reached.
    */
   consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult>;
-  /** Remove every pending token of `uid` (exact match: no patterns, no operators). */
-  invalidateUser(uid: string): Promise<void>;
+  /**
+   * Remove the pending token of `uid` (exact match: no patterns, no operators); with `tokenHash`, only if the uid's
+   * record still holds that hash (a newer token stays).
+   */
+  invalidateUser(uid: string, tokenHash?: string): Promise<void>;
   /** Remove every record this store owns (its own prefix / table / collection only). */
   clear(): Promise<void>;
   /** Number of unexpired records. */

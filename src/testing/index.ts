@@ -273,6 +273,19 @@ export function tokenStoreContract(
         },
       );
 
+      it('invalidateUser with a tokenHash removes the record only while it holds that hash', async () => {
+        const first = newHash();
+        const second = newHash();
+        await put({ uid: 'alice', tokenHash: first, expiresAt: inFuture() });
+        await put({ uid: 'alice', tokenHash: second, expiresAt: inFuture() });
+        await call('invalidateUser()', () => store.invalidateUser('alice', first));
+        expect((await consume('alice', second)).ok).toBe(true);
+        const third = newHash();
+        await put({ uid: 'alice', tokenHash: third, expiresAt: inFuture() });
+        await call('invalidateUser()', () => store.invalidateUser('alice', third));
+        expect((await consume('alice', third)).ok).toBe(false);
+      });
+
       it('invalidateUser of an unknown uid resolves', async () => {
         await expect(call('invalidateUser()', () => store.invalidateUser('nobody'))).resolves.toBeUndefined();
       });
@@ -295,6 +308,9 @@ export function tokenStoreContract(
         ['a uid that is an array', (r) => ({ ...r, uid: ['alice'] })],
         ['an empty uid', (r) => ({ ...r, uid: '' })],
         ['a uid over 1024 characters', (r) => ({ ...r, uid: 'x'.repeat(1025) })],
+        ['a uid with NUL', (r) => ({ ...r, uid: 'a\u0000b' })],
+        ['a uid with CR LF', (r) => ({ ...r, uid: 'a\r\nb' })],
+        ['a uid with a lone surrogate (UTF-8 would make it U+FFFD)', (r) => ({ ...r, uid: 'a\uD800' })],
         ['a tokenHash that is not 64 hex characters', (r) => ({ ...r, tokenHash: 'plain-token' })],
         ['a tokenHash that is an object', (r) => ({ ...r, tokenHash: { $gt: '' } })],
         ['an expiresAt that is not a Date', (r) => ({ ...r, expiresAt: Date.now() + 1000 })],
@@ -323,11 +339,14 @@ export function tokenStoreContract(
         expect((await consume('alice', record.tokenHash)).ok).toBe(true);
       });
 
-      it('invalidateUser rejects a uid that is not a string', async () => {
+      it('invalidateUser rejects a uid that is not a string, and a tokenHash that is not 64 hex characters', async () => {
         const record = good();
         await put(record);
         await expect(
           call('invalidateUser()', () => store.invalidateUser({ $ne: null } as unknown as string)),
+        ).rejects.toThrow();
+        await expect(
+          call('invalidateUser()', () => store.invalidateUser('alice', { $ne: null } as unknown as string)),
         ).rejects.toThrow();
         expect((await consume('alice', record.tokenHash)).ok).toBe(true);
       });

@@ -1,7 +1,7 @@
 import type { Collection, Filter, MongoClient } from 'mongodb';
 import { PasswordlessError } from '../../src/errors.js';
 import { readOptions } from '../../src/options.js';
-import { assertConsumeArgs, assertTokenRecord, assertUid } from '../../src/store-args.js';
+import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from '../../src/store-args.js';
 import type { ConsumeOptions, ConsumeResult, TokenRecord, TokenStore } from '../../src/types.js';
 
 /** Options of {@link MongoStore}. */
@@ -171,9 +171,10 @@ export class MongoStore implements TokenStore {
   }
 
   // Exact match on _id with a checked string: '*', '%' or '{"$ne":null}' are just uids that do not exist.
-  async invalidateUser(uid: string): Promise<void> {
-    assertUid('invalidateUser', uid);
-    await this.#collection.deleteOne({ _id: uid });
+  async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
+    assertInvalidateArgs(uid, tokenHash);
+    // With a hash, only the record that still holds it (a token stored meanwhile survives).
+    await this.#collection.deleteOne(tokenHash === undefined ? { _id: uid } : { _id: uid, tokenHash });
   }
 
   async clear(): Promise<void> {

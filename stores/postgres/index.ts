@@ -1,6 +1,6 @@
 import { PasswordlessError } from '../../src/errors.js';
 import { readOptions } from '../../src/options.js';
-import { assertConsumeArgs, assertTokenRecord, assertUid } from '../../src/store-args.js';
+import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from '../../src/store-args.js';
 import type { ConsumeOptions, ConsumeResult, TokenRecord, TokenStore } from '../../src/types.js';
 import { DEFAULT_TABLE, quoteTable, schemaSql } from './schema.js';
 
@@ -50,9 +50,9 @@ const CREATE_RACE_CODES = new Set(['23505', '42710', '42P07']);
 const SERIALIZATION_FAILURE = '40001';
 const MAX_TRIES = 5;
 
-// PostgreSQL `text` cannot hold NUL, and pg encodes a lone UTF-16 surrogate as U+FFFD, which would make two different
-// uids the same row. Such a uid can never be stored, so it is refused on store and simply not found elsewhere.
-const NOT_REPRESENTABLE = /\0|[\uD800-\uDFFF]/u;
+// PostgreSQL `text` cannot hold NUL, and pg encodes a lone UTF-16 surrogate as U+FFFD. assertUid refuses both in a uid;
+// an origin is checked here (the core only ever sends same-site paths, which have neither).
+const NOT_REPRESENTABLE = /\0|\p{Cs}/u;
 
 function sqlState(err: unknown): unknown {
   return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
@@ -102,7 +102,8 @@ ON CONFLICT (uid) DO UPDATE SET token_hash = EXCLUDED.token_hash, expires_at = E
   RETURNING c.uid
 )
 SELECT target.matched, target.live, target.origin, (SELECT count(*) FROM removed) AS removed FROM target`,
-    invalidate: `DELETE FROM ${t} WHERE uid = $1`,
+    // With a hash, only the record that still holds it (a token stored meanwhile survives).
+    invalidate: `DELETE FROM ${t} WHERE uid = $1 AND ($2::text IS NULL OR token_hash = $2::text)`,
     clear: `DELETE FROM ${t}`,
     length: `SELECT count(*) AS n FROM ${t} WHERE expires_at > $1::timestamptz`,
     purge: `DELETE FROM ${t} WHERE expires_at <= $1::timestamptz`,
@@ -168,13 +169,10 @@ export class PostgresStore implements TokenStore {
 
   async storeOrUpdate(record: TokenRecord): Promise<void> {
     assertTokenRecord(record);
-    if (
-      NOT_REPRESENTABLE.test(record.uid) ||
-      (record.origin !== undefined && NOT_REPRESENTABLE.test(record.origin))
-    ) {
+    if (record.origin !== undefined && NOT_REPRESENTABLE.test(record.origin)) {
       throw new PasswordlessError(
         'INVALID_ARGUMENT',
-        'storeOrUpdate(): PostgreSQL text cannot hold a NUL character or an unpaired UTF-16 surrogate in uid or origin.',
+        'storeOrUpdate(): PostgreSQL text cannot hold a NUL character or an unpaired UTF-16 surrogate in origin.',
       );
     }
     await this.#query(this.#sql.store, [
@@ -188,8 +186,6 @@ export class PostgresStore implements TokenStore {
 
   async consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult> {
     assertConsumeArgs(uid, tokenHash, options);
-    // No row can have this uid (see NOT_REPRESENTABLE), and pg would reject or rewrite it.
-    if (NOT_REPRESENTABLE.test(uid)) return { ok: false, reason: 'missing' };
     const { rows } = await this.#query(this.#sql.consume, [uid, tokenHash, options.keep, this.#now()]);
     const row = rows[0] as ConsumeRow | undefined;
     if (!row) return { ok: false, reason: 'missing' };
@@ -198,10 +194,9 @@ export class PostgresStore implements TokenStore {
     return Number(row.removed) > 0 ? { ok: false, reason: 'exhausted' } : { ok: false, reason: 'mismatch' };
   }
 
-  async invalidateUser(uid: string): Promise<void> {
-    assertUid('invalidateUser', uid);
-    if (NOT_REPRESENTABLE.test(uid)) return;
-    await this.#query(this.#sql.invalidate, [uid]);
+  async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
+    assertInvalidateArgs(uid, tokenHash);
+    await this.#query(this.#sql.invalidate, [uid, tokenHash ?? null]);
   }
 
   async clear(): Promise<void> {

@@ -23,6 +23,7 @@ const SURFACE: Record<string, string[]> = {
   './delivery/outbox': ['devOutbox'],
   './stores/mongo': ['MongoStore'],
   './stores/postgres': ['PostgresStore', 'schemaSql'],
+  './stores/redis': ['RedisStore'],
 };
 
 function importsOf(file: string): string[] {
@@ -90,8 +91,9 @@ describe('built package', () => {
     ['delivery/sms', ['crypto']],
     ['delivery/outbox', ['crypto', 'express']],
     ['testing', ['crypto', 'vitest']],
-    ['stores/mongo', []],
-    ['stores/postgres', []],
+    ['stores/mongo', ['crypto']],
+    ['stores/postgres', ['crypto']],
+    ['stores/redis', ['crypto']],
   ])('dist/%s imports only %j (its own peer, never another driver)', (entry, allowed) => {
     for (const file of [`dist/${entry}.js`, `dist/${entry}.cjs`]) {
       const names = importsOf(file).map((n) => n.replace(/^node:/, ''));

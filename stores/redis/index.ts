@@ -1,0 +1,244 @@
+import type { Cluster, Redis } from 'ioredis';
+import { PasswordlessError } from '../../src/errors.js';
+import { readOptions } from '../../src/options.js';
+import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from '../../src/store-args.js';
+import type {
+  ConsumeFailure,
+  ConsumeOptions,
+  ConsumeResult,
+  TokenRecord,
+  TokenStore,
+} from '../../src/types.js';
+import { type LuaScript, SCRIPTS } from './scripts.js';
+
+/** Options of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /** An ioredis `Redis` or `Cluster` the app created and owns; the store never connects, quits or redefines it. */
+  client: Redis | Cluster;
+  /**
+   * Put before every key: one key `${prefix}${uid}` per pending token. Glob characters are fine; it must not be the
+   * start of another prefix in the same database, or `clear()` of this store reaches into the other. Default:
+   * `'pwdless:'`.
+   */
+  prefix?: string;
+}
+
+// Every key of RedisStoreOptions, so a typo such as `keyPrefix` is refused instead of silently ignored.
+const OPTION_KEYS: Record<keyof RedisStoreOptions, true> = { client: true, prefix: true };
+
+/** Keys asked of SCAN per page (a hint; Redis may return a few more or fewer). */
+const SCAN_COUNT = 1000;
+/** Keys per UNLINK on a standalone server. */
+const UNLINK_BATCH = 500;
+const CONSUME_FAILURES: readonly ConsumeFailure[] = ['missing', 'expired', 'mismatch', 'exhausted'];
+
+/** The few ioredis methods the store calls, identical on Redis and Cluster; checked by duck typing. */
+interface Commands {
+  evalsha(sha: string, numkeys: number, ...args: string[]): Promise<unknown>;
+  eval(lua: string, numkeys: number, ...args: string[]): Promise<unknown>;
+  del(key: string): Promise<number>;
+  unlink(...keys: Buffer[]): Promise<number>;
+  scanBuffer(
+    cursor: string,
+    match: 'MATCH',
+    pattern: Buffer,
+    count: 'COUNT',
+    n: number,
+  ): Promise<[Buffer, Buffer[]]>;
+  isCluster?: boolean;
+  nodes?(role: 'master'): Commands[];
+  options?: { keyPrefix?: string | Buffer };
+}
+
+const REQUIRED_METHODS = ['evalsha', 'eval', 'del', 'unlink', 'scanBuffer'] as const;
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return `an object without ${missingMethods(value).join(', ')}`;
+  return typeof value;
+}
+
+function missingMethods(value: object): string[] {
+  const v = value as Record<string, unknown>;
+  const missing: string[] = REQUIRED_METHODS.filter((m) => typeof v[m] !== 'function').map((m) => `${m}()`);
+  if (v.isCluster === true && typeof v.nodes !== 'function') missing.push('nodes()');
+  return missing;
+}
+
+function badOptions(message: string): PasswordlessError {
+  return new PasswordlessError('BAD_OPTIONS', `new RedisStore(): ${message}`);
+}
+
+// Glob characters of SCAN MATCH, escaped byte by byte; none of them occurs inside a multi-byte UTF-8 sequence.
+const GLOB_BYTES = new Set([0x2a, 0x3f, 0x5b, 0x5d, 0x5c]); // * ? [ ] \
+
+/** `prefix*` as a SCAN MATCH pattern that matches the prefix literally, even when it contains `*`, `?`, `[` or `\`. */
+function scanPattern(prefix: Buffer): Buffer {
+  const out: number[] = [];
+  for (const byte of prefix) {
+    if (GLOB_BYTES.has(byte)) out.push(0x5c);
+    out.push(byte);
+  }
+  out.push(0x2a);
+  return Buffer.from(out);
+}
+
+/**
+ * Pending tokens in Redis (peer: ioredis), one hash per uid at `${prefix}${uid}` with a Redis expiry. Every operation
+ * is one round trip; consume is one Lua script, so it is atomic across processes. See docs/drafts/redis.md.
+ */
+export class RedisStore implements TokenStore {
+  readonly #client: Commands;
+  readonly #prefix: string;
+  /** The bytes every key of this store starts with on the server: the client's own `keyPrefix`, then `prefix`. */
+  readonly #serverPrefix: Buffer;
+  /** Length in bytes of the client's `keyPrefix`, which ioredis adds to keys itself and SCAN returns. */
+  readonly #clientPrefixLength: number;
+
+  constructor(options: RedisStoreOptions) {
+    if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+      throw badOptions(
+        'pass an options object { client, prefix? } with an ioredis client (peer dependency ioredis).',
+      );
+    }
+    readOptions('new RedisStore()', options, OPTION_KEYS);
+    const { client, prefix = 'pwdless:' } = options;
+    const looksLikeIoredis =
+      typeof client === 'object' && client !== null && missingMethods(client).length === 0;
+    if (!looksLikeIoredis) {
+      const nodeRedis =
+        typeof client === 'object' &&
+        client !== null &&
+        typeof (client as { evalSha?: unknown }).evalSha === 'function';
+      throw badOptions(
+        '`client` must be an ioredis Redis or Cluster instance the app created (peer dependency: npm install ioredis), ' +
+          `e.g. { client: new Redis(process.env.REDIS_URL) }; got ${nodeRedis ? 'a node-redis client, which is not supported' : describeValue(client)}.`,
+      );
+    }
+    if (typeof prefix !== 'string' || prefix.length === 0) {
+      throw badOptions(
+        `\`prefix\` must be a non-empty string such as 'pwdless:'; got ${describeValue(prefix)}.`,
+      );
+    }
+    this.#client = client as unknown as Commands;
+    this.#prefix = prefix;
+    const keyPrefix = this.#client.options?.keyPrefix ?? '';
+    const clientPrefix = Buffer.isBuffer(keyPrefix) ? keyPrefix : Buffer.from(String(keyPrefix));
+    this.#clientPrefixLength = clientPrefix.length;
+    this.#serverPrefix = Buffer.concat([clientPrefix, Buffer.from(prefix)]);
+  }
+
+  // The client's own `keyPrefix`, if any, is added by ioredis.
+  #key(uid: string): string {
+    return `${this.#prefix}${uid}`;
+  }
+
+  async storeOrUpdate(record: TokenRecord): Promise<void> {
+    // assertUid (in assertTokenRecord) refuses lone surrogates, which UTF-8 would turn into one and the same key.
+    assertTokenRecord(record);
+    const expiresAt = String(record.expiresAt.getTime());
+    const fields = ['h', record.tokenHash, 'e', expiresAt];
+    if (record.origin !== undefined) fields.push('o', record.origin);
+    if (record.maxAttempts !== undefined) fields.push('m', String(record.maxAttempts));
+    await this.#run(SCRIPTS.store, this.#key(record.uid), expiresAt, String(Date.now()), ...fields);
+  }
+
+  async consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult> {
+    assertConsumeArgs(uid, tokenHash, options);
+    const reply = await this.#run(
+      SCRIPTS.consume,
+      this.#key(uid),
+      tokenHash,
+      String(Date.now()),
+      options.keep ? '1' : '0',
+    );
+    return parseConsumeReply(reply);
+  }
+
+  async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
+    assertInvalidateArgs(uid, tokenHash);
+    // One exact key: a uid such as '*' is a name here, never a pattern.
+    if (tokenHash === undefined) await this.#client.del(this.#key(uid));
+    else await this.#run(SCRIPTS.invalidate, this.#key(uid), tokenHash);
+  }
+
+  /** Deletes every key of this prefix: SCAN (every master of a Cluster) and UNLINK in batches. Cost as `length()`. */
+  async clear(): Promise<void> {
+    const cluster = this.#isCluster();
+    await this.#scan(async (keys) => {
+      const names = keys.map((k) => k.subarray(this.#clientPrefixLength));
+      if (cluster) {
+        // A multi-key UNLINK must stay within one slot on a Cluster: one key per command, routed by the client.
+        await Promise.all(names.map((k) => this.#client.unlink(k)));
+        return;
+      }
+      for (let i = 0; i < names.length; i += UNLINK_BATCH) {
+        await this.#client.unlink(...names.slice(i, i + UNLINK_BATCH));
+      }
+    });
+  }
+
+  /**
+   * Number of pending tokens: SCAN over the whole database (every master of a Cluster), O(keys in the database) and
+   * one round trip per 1000 keys scanned. For metrics and tests, not for a request path.
+   */
+  async length(): Promise<number> {
+    // SCAN may return a key twice (while Redis rehashes); count distinct keys. Expired keys are never returned.
+    const seen = new Set<string>();
+    await this.#scan(async (keys) => {
+      for (const key of keys) seen.add(key.toString('latin1'));
+    });
+    return seen.size;
+  }
+
+  /** Resolves at once: the store created nothing, and the client belongs to the app, which quits it. */
+  async close(): Promise<void> {}
+
+  #isCluster(): boolean {
+    return this.#client.isCluster === true;
+  }
+
+  // EVALSHA, and EVAL once per server when it answers NOSCRIPT (after a restart or SCRIPT FLUSH); EVAL caches the
+  // script for the next EVALSHA. Called on the client directly, so the app's client gets no commands defined on it.
+  async #run(script: LuaScript, key: string, ...args: string[]): Promise<unknown> {
+    try {
+      return await this.#client.evalsha(script.sha, 1, key, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return await this.#client.eval(script.lua, 1, key, ...args);
+    }
+  }
+
+  async #scan(onPage: (keys: Buffer[]) => Promise<void>): Promise<void> {
+    const pattern = scanPattern(this.#serverPrefix);
+    let nodes: Commands[] = [this.#client];
+    if (this.#isCluster()) {
+      nodes = this.#client.nodes?.('master') ?? [];
+      if (nodes.length === 0) {
+        throw new PasswordlessError(
+          'STORE_ERROR',
+          'RedisStore: the Cluster client knows no master node yet; is it connected?',
+        );
+      }
+    }
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+        cursor = next.toString();
+        if (keys.length > 0) await onPage(keys);
+      } while (cursor !== '0');
+    }
+  }
+}
+
+function parseConsumeReply(reply: unknown): ConsumeResult {
+  if (Array.isArray(reply)) {
+    const [status, origin] = reply as unknown[];
+    if (status === 'ok') return typeof origin === 'string' ? { ok: true, origin } : { ok: true };
+    const failure = CONSUME_FAILURES.find((f) => f === status);
+    if (failure) return { ok: false, reason: failure };
+  }
+  throw new PasswordlessError('STORE_ERROR', 'RedisStore: unexpected reply from the consume script.');
+}

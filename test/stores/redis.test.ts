@@ -1,0 +1,659 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { PasswordlessError, type TokenRecord } from 'express-passwordless';
+import { tokenStoreContract } from 'express-passwordless/testing';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { RedisStore } from '../../stores/redis/index.js';
+import { SCRIPTS } from '../../stores/redis/scripts.js';
+import { createApp, linkQuery, type TestApp } from '../helpers/create-app.js';
+import { describeWithServer } from '../helpers/server.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** Every key this run writes on the shared server starts with this, so parallel runs and leftovers never collide. */
+const RUN = `test:${process.pid}:${randomBytes(4).toString('hex')}:`;
+
+/** A client as an app would make it; connection errors surface as rejected commands, not as 'error' noise. */
+function redisClient(url: string, options: RedisOptions = {}): Redis {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, ...options });
+  client.on('error', () => {});
+  return client;
+}
+
+const sharedClient = (options: RedisOptions = {}) => redisClient(REDIS_URL, options);
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+const newHash = () => sha256(randomBytes(16).toString('hex'));
+const inFuture = (ms = 60_000) => new Date(Date.now() + ms);
+
+async function listen(server: http.Server): Promise<void> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+}
+
+async function closeServer(server: http.Server | undefined): Promise<void> {
+  if (!server?.listening) return;
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+const describeRedis = await describeWithServer('Redis', async () => {
+  const probe = sharedClient({ retryStrategy: () => null, enableOfflineQueue: false });
+  try {
+    await probe.connect();
+    return await probe.ping();
+  } finally {
+    probe.disconnect();
+  }
+});
+
+describeRedis('RedisStore on the shared server', () => {
+  let client: Redis;
+
+  beforeAll(async () => {
+    client = sharedClient();
+    await client.connect();
+  });
+
+  afterAll(async () => {
+    await new RedisStore({ client, prefix: RUN }).clear();
+    client.disconnect();
+  });
+
+  tokenStoreContract('RedisStore', () => new RedisStore({ client, prefix: `${RUN}contract:` }));
+
+  it('keeps only the hash of the token, in one hash per uid with a Redis expiry (PTTL > 0, at most ttl)', async () => {
+    const prefix = `${RUN}shape:`;
+    const t = createApp({ store: new RedisStore({ client, prefix }), delivery: { ttl: 60_000 } });
+    await request(t.app).post('/sendtoken').type('form').send({ user: 'ann@example.com' }).expect(200);
+    const { token, expiresAt } = t.outbox.last();
+    const key = `${prefix}ann@example.com`;
+
+    expect(await client.type(key)).toBe('hash');
+    const fields = await client.hgetall(key);
+    expect(fields).toEqual({ h: sha256(token), e: String(expiresAt.getTime()) });
+    const dump = await client.dumpBuffer(key);
+    expect(dump.includes(Buffer.from(token))).toBe(false);
+    expect(JSON.stringify(fields)).not.toContain(token);
+
+    const pttl = await client.pttl(key);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(60_000);
+  });
+
+  it('stores origin and maxAttempts only when given, and counts attempts in the same hash', async () => {
+    const prefix = `${RUN}fields:`;
+    const store = new RedisStore({ client, prefix });
+    const tokenHash = newHash();
+    await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt: inFuture(), origin: '/a', maxAttempts: 3 });
+    expect(await store.consume('ann', newHash(), { keep: false })).toEqual({ ok: false, reason: 'mismatch' });
+    expect(await client.hgetall(`${prefix}ann`)).toMatchObject({ h: tokenHash, o: '/a', m: '3', a: '1' });
+    expect(await store.consume('ann', tokenHash, { keep: false })).toEqual({ ok: true, origin: '/a' });
+    expect(await client.exists(`${prefix}ann`)).toBe(0);
+  });
+
+  it('accepts a record whose expiresAt has passed, writes nothing, and drops the earlier token', async () => {
+    const prefix = `${RUN}past:`;
+    const store = new RedisStore({ client, prefix });
+    const earlier = newHash();
+    await store.storeOrUpdate({ uid: 'ann', tokenHash: earlier, expiresAt: inFuture() });
+    const past: TokenRecord = { uid: 'ann', tokenHash: newHash(), expiresAt: new Date(Date.now() - 60_000) };
+    await expect(store.storeOrUpdate(past)).resolves.toBeUndefined();
+    expect(await client.exists(`${prefix}ann`)).toBe(0);
+    expect((await store.consume('ann', past.tokenHash, { keep: false })).ok).toBe(false);
+    expect((await store.consume('ann', earlier, { keep: false })).ok).toBe(false);
+  });
+
+  it('refuses a record past expiresAt in the script even before Redis has purged the key', async () => {
+    const prefix = `${RUN}clock:`;
+    const store = new RedisStore({ client, prefix });
+    const tokenHash = newHash();
+    await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt: inFuture() });
+    // Pretend the record's instant has passed while its Redis TTL still runs (app clock ahead, or lazy expiry).
+    await client.hset(`${prefix}ann`, 'e', String(Date.now() - 1));
+    expect(await store.consume('ann', tokenHash, { keep: false })).toEqual({ ok: false, reason: 'expired' });
+    expect(await client.exists(`${prefix}ann`)).toBe(0);
+  });
+
+  it.each([
+    ['a*:', 'ab:'],
+    ['a?:', 'ax:'],
+    ['[ab]:', 'a:'],
+    ['back\\slash:', 'backslash:'],
+  ])('clear() and length() of prefix %j leave the keys of prefix %j', async (mine, theirs) => {
+    // Unescaped, the SCAN pattern `${mine}*` would also match the keys of `theirs`.
+    const base = `${RUN}glob:${randomBytes(2).toString('hex')}:`;
+    const store = new RedisStore({ client, prefix: `${base}${mine}` });
+    const other = new RedisStore({ client, prefix: `${base}${theirs}` });
+    const otherHash = newHash();
+    await store.storeOrUpdate({ uid: 'u1', tokenHash: newHash(), expiresAt: inFuture() });
+    await store.storeOrUpdate({ uid: 'u2', tokenHash: newHash(), expiresAt: inFuture() });
+    await other.storeOrUpdate({ uid: 'u1', tokenHash: otherHash, expiresAt: inFuture() });
+
+    expect(await store.length()).toBe(2);
+    expect(await other.length()).toBe(1);
+    await store.clear();
+    expect(await store.length()).toBe(0);
+    expect(await other.length()).toBe(1);
+    expect(await other.consume('u1', otherHash, { keep: false })).toEqual({ ok: true });
+  });
+
+  it('clear() leaves keys outside the prefix, and pages through more keys than one SCAN batch', async () => {
+    const prefix = `${RUN}many:`;
+    const store = new RedisStore({ client, prefix });
+    const pipeline = client.pipeline();
+    for (let i = 0; i < 2500; i++) pipeline.hset(`${prefix}u${i}`, 'h', 'x', 'e', '0');
+    pipeline.set(`${RUN}many`, 'not mine');
+    pipeline.set(`${RUN}manyx:u1`, 'not mine');
+    await pipeline.exec();
+    expect(await store.length()).toBe(2500);
+    await store.clear();
+    expect(await store.length()).toBe(0);
+    expect(await client.get(`${RUN}many`)).toBe('not mine');
+    expect(await client.get(`${RUN}manyx:u1`)).toBe('not mine');
+  });
+
+  it("works under the client's own keyPrefix", async () => {
+    const prefixed = sharedClient({ keyPrefix: `${RUN}kp:` });
+    await prefixed.connect();
+    try {
+      const store = new RedisStore({ client: prefixed, prefix: 'p:' });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt: inFuture() });
+      await client.set(`${RUN}kp:px:ann`, 'not mine');
+      expect(await client.exists(`${RUN}kp:p:ann`)).toBe(1);
+      expect(await store.length()).toBe(1);
+      expect(await store.consume('ann', tokenHash, { keep: true })).toEqual({ ok: true });
+      await store.clear();
+      expect(await client.exists(`${RUN}kp:p:ann`)).toBe(0);
+      expect(await client.get(`${RUN}kp:px:ann`)).toBe('not mine');
+    } finally {
+      prefixed.disconnect();
+    }
+  });
+
+  it("close() leaves the app's client connected, usable and without added properties", async () => {
+    const own = sharedClient();
+    await own.connect();
+    try {
+      const before = Object.keys(own).sort();
+      const store = new RedisStore({ client: own, prefix: `${RUN}close:` });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt: inFuture() });
+      expect((await store.consume('ann', tokenHash, { keep: false })).ok).toBe(true);
+      await store.close();
+      expect(own.status).toBe('ready');
+      expect(await own.ping()).toBe('PONG');
+      expect(Object.keys(own).sort()).toEqual(before);
+      expect(Object.keys(own.scriptsSet)).toEqual([]);
+    } finally {
+      own.disconnect();
+    }
+  });
+
+  it('of 50 parallel GET /?token&uid with one single-use token exactly one logs in, 20 rounds over HTTP', async () => {
+    const t = createApp({ store: new RedisStore({ client, prefix: `${RUN}http:` }) });
+    const server = http.createServer(t.app);
+    await listen(server);
+    // Sockets are reused across rounds, so the run measures the store rather than TCP set-up.
+    const keepAlive = new http.Agent({ keepAlive: true });
+    try {
+      for (let round = 0; round < 20; round++) {
+        await request(server).post('/sendtoken').type('form').send({ user: 'race@example.com' }).expect(200);
+        const link = `/?${linkQuery(t.outbox.last())}`;
+        const responses = await Promise.all(
+          Array.from({ length: 50 }, () => request(server).get(link).agent(keepAlive)),
+        );
+        expect(responses.map((r) => r.status).filter((s) => s !== 200)).toEqual([]);
+        expect(responses.filter((r) => r.body.user).length).toBe(1);
+      }
+      expect(t.errors).toEqual([]);
+    } finally {
+      keepAlive.destroy();
+      await closeServer(server);
+    }
+  });
+});
+
+describe('RedisStore options and arguments (no server)', () => {
+  /** Passes the duck-type check and records every call, so a test can tell whether Redis was touched. */
+  function fakeClient() {
+    const calls: string[] = [];
+    const record =
+      (name: string) =>
+      async (..._args: unknown[]) => {
+        calls.push(name);
+        return ['missing'];
+      };
+    const client = {
+      isCluster: false,
+      evalsha: record('evalsha'),
+      eval: record('eval'),
+      del: record('del'),
+      unlink: record('unlink'),
+      scanBuffer: record('scanBuffer'),
+    };
+    return { client: client as unknown as Redis, calls };
+  }
+
+  it.each<[string, unknown, RegExp]>([
+    ['no options', undefined, /options object/],
+    ['null', null, /options object/],
+    ['no client', {}, /ioredis/],
+    ['a plain object as client', { client: {} }, /ioredis.*evalsha\(\)/],
+    ['a string as client', { client: 'redis://localhost' }, /ioredis.*got string/],
+    ['a node-redis client', { client: { evalSha: () => 0, eval: () => 0 } }, /node-redis.*not supported/],
+    [
+      'a Cluster-like client without nodes()',
+      { client: { ...fakeClient().client, isCluster: true } },
+      /nodes\(\)/,
+    ],
+    ['an empty prefix', { client: fakeClient().client, prefix: '' }, /prefix/],
+    ['a non-string prefix', { client: fakeClient().client, prefix: 7 }, /prefix.*number/],
+    ['an unknown option', { client: fakeClient().client, keyPrefix: 'x:' }, /unknown option `keyPrefix`/],
+  ])('the constructor throws BAD_OPTIONS for %s', (_, options, message) => {
+    let thrown: unknown;
+    try {
+      new RedisStore(options as never);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(PasswordlessError);
+    expect((thrown as PasswordlessError).code).toBe('BAD_OPTIONS');
+    expect((thrown as PasswordlessError).message).toMatch(message);
+  });
+
+  it('accepts an ioredis Cluster-shaped client', () => {
+    const cluster = { ...fakeClient().client, isCluster: true, nodes: () => [] };
+    expect(() => new RedisStore({ client: cluster as unknown as Redis })).not.toThrow();
+  });
+
+  it('rejects bad arguments with INVALID_ARGUMENT before touching Redis', async () => {
+    const { client, calls } = fakeClient();
+    const store = new RedisStore({ client });
+    const bad = async (work: () => Promise<unknown>) => {
+      const err = await work().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(PasswordlessError);
+      expect((err as PasswordlessError).code).toBe('INVALID_ARGUMENT');
+    };
+    await bad(() => store.consume({ $ne: null } as never, newHash(), { keep: false }));
+    await bad(() => store.consume('ann', 'plain-token', { keep: false }));
+    await bad(() => store.consume('ann', newHash(), {} as never));
+    await bad(() =>
+      store.storeOrUpdate({ uid: ['ann'], tokenHash: newHash(), expiresAt: inFuture() } as never),
+    );
+    await bad(() =>
+      store.storeOrUpdate({ uid: 'ann', tokenHash: newHash(), expiresAt: Date.now() } as never),
+    );
+    await bad(() => store.invalidateUser(42 as never));
+    await bad(() => store.invalidateUser(''));
+    expect(calls).toEqual([]);
+  });
+
+  it('never maps two uids to one key: a uid with a lone surrogate is refused by every method before Redis', async () => {
+    const { client, calls } = fakeClient();
+    const store = new RedisStore({ client });
+    // Encoded as UTF-8 both would become 'ann\uFFFD', the key of another user.
+    await expect(
+      store.storeOrUpdate({ uid: 'ann\uD800', tokenHash: newHash(), expiresAt: inFuture() }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.consume('ann\uDFFF', newHash(), { keep: false })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.invalidateUser('ann\uD800')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(calls).toEqual([]);
+    // A well-formed pair is fine.
+    await store.consume('ann\uD83D\uDE42', newHash(), { keep: false });
+    expect(calls).toEqual(['evalsha']);
+  });
+});
+
+// Outages: a private redis-server on a spare port, stopped and started again under a running app.
+
+const execFileAsync = promisify(execFile);
+
+async function sparePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Every redis-server this file started, killed on exit even if a hook never ran. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** A throwaway redis-server without persistence; `start()` resolves once it accepts connections. */
+class RedisProcess {
+  #child: ChildProcess | undefined;
+  constructor(
+    readonly port: number,
+    readonly extraArgs: string[] = [],
+  ) {}
+
+  async start(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const child = spawn('redis-server', [...args, '--dir', tmpdir(), ...this.extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.#child = child;
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+    await new Promise<void>((resolve, reject) => {
+      let output = '';
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 10_000);
+      // Both pipes stay drained for the life of the process, so redis-server never blocks on a full pipe.
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited with ${code}: ${output}`));
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const child = this.#child;
+    this.#child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL'); // a crash, not a clean shutdown
+    await exited;
+  }
+}
+
+async function waitUntilReady(client: Redis, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (client.status !== 'ready') {
+    if (Date.now() > deadline) throw new Error(`client still ${client.status} after ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+let haveRedisServer = false;
+const describeRedisServer = await describeWithServer('redis-server binary', async () => {
+  await execFileAsync('redis-server', ['--version']);
+  haveRedisServer = true;
+});
+
+describeRedisServer('RedisStore through an outage of its own redis-server', () => {
+  const retryStrategy = (times: number) => Math.min(times * 100, 500);
+  let server: RedisProcess;
+  let port: number;
+  const clients: Redis[] = [];
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+
+  beforeAll(async () => {
+    process.on('unhandledRejection', onUnhandled);
+    port = await sparePort();
+    server = new RedisProcess(port);
+    await server.start();
+  });
+
+  afterAll(async () => {
+    for (const client of clients) client.disconnect();
+    await server?.stop();
+    process.off('unhandledRejection', onUnhandled);
+  });
+
+  function connectPrivate(options: RedisOptions): Redis {
+    const client = redisClient(`redis://127.0.0.1:${port}`, { retryStrategy, ...options });
+    clients.push(client);
+    return client;
+  }
+
+  it('runs EVAL again when the server has forgotten the scripts (NOSCRIPT)', async () => {
+    const client = connectPrivate({});
+    await client.connect();
+    const store = new RedisStore({ client, prefix: 'noscript:' });
+    const tokenHash = newHash();
+    await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt: inFuture() });
+    await client.script('FLUSH');
+    expect(await client.script('EXISTS', SCRIPTS.consume.sha)).toEqual([0]);
+    const evalsha = vi.spyOn(client, 'evalsha');
+    expect(await store.consume('ann', tokenHash, { keep: false })).toEqual({ ok: true });
+    expect(evalsha).toHaveBeenCalledTimes(1);
+    expect(await client.script('EXISTS', SCRIPTS.consume.sha)).toEqual([1]);
+    evalsha.mockRestore();
+  });
+
+  it('answers STORE_ERROR within 2 s while Redis is down, without crashing, and logs in again once it is back', async () => {
+    // As the docs recommend: fail at once when disconnected.
+    const recommended = connectPrivate({
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: 1000,
+    });
+    // ioredis defaults (offline queue, 20 retries per command): only the core's storeTimeout bounds the wait.
+    const defaults = connectPrivate({ maxRetriesPerRequest: 20 });
+    await Promise.all([recommended.connect(), defaults.connect()]);
+    const apps: TestApp[] = [
+      createApp({ store: new RedisStore({ client: recommended, prefix: 'outage-a:' }) }),
+      createApp({
+        store: new RedisStore({ client: defaults, prefix: 'outage-b:' }),
+        init: { storeTimeout: 1000 },
+      }),
+    ];
+
+    const links: string[] = [];
+    for (const t of apps) {
+      await request(t.app).post('/sendtoken').type('form').send({ user: 'ann@example.com' }).expect(200);
+      links.push(`/?${linkQuery(t.outbox.last())}`);
+    }
+
+    await server.stop();
+
+    const timed = async (work: () => PromiseLike<request.Response>) => {
+      const started = Date.now();
+      const res = await work();
+      return { res, elapsed: Date.now() - started };
+    };
+    const outcomes = await Promise.all(
+      apps.flatMap((t, i) => [
+        timed(() => request(t.app).post('/sendtoken').type('form').send({ user: 'ann@example.com' })),
+        timed(() => request(t.app).get(links[i]!)),
+      ]),
+    );
+    for (const { res, elapsed } of outcomes) {
+      expect(res.status).toBe(500);
+      expect(res.body).toEqual({ error: 'STORE_ERROR' });
+      expect(elapsed).toBeLessThan(2000);
+    }
+    for (const t of apps) {
+      expect(t.outbox.sent).toHaveLength(1); // nothing sent during the outage
+      expect(t.errors).toHaveLength(2);
+      for (const err of t.errors) {
+        expect(err).toBeInstanceOf(PasswordlessError);
+        expect((err as PasswordlessError).code).toBe('STORE_ERROR');
+      }
+    }
+
+    await server.start();
+    await Promise.all([waitUntilReady(recommended), waitUntilReady(defaults)]);
+    // A fresh server knows no scripts: the calls below (or the commands the `defaults` client queued during the
+    // outage and now replays) go through the NOSCRIPT path.
+    for (const t of apps) {
+      const agent = request.agent(t.app);
+      await agent.post('/sendtoken').type('form').send({ user: 'ann@example.com' }).expect(200);
+      const res = await agent.get(`/?${linkQuery(t.outbox.last())}`).expect(200);
+      expect(res.body.user).toBe('ann@example.com');
+      expect((await agent.get('/restricted').expect(200)).body.user).toBe('ann@example.com');
+    }
+    expect(unhandled).toEqual([]);
+  });
+});
+
+// Cluster: three masters on spare ports, built by hand (ADDSLOTS + MEET), which is seconds faster than
+// `redis-cli --cluster create`.
+
+interface ClusterSetup {
+  nodes: RedisProcess[];
+  ports: number[];
+  /** The nodes.conf files redis-server writes, removed afterwards. */
+  files: string[];
+}
+
+async function sparePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await sparePort());
+  return [...ports];
+}
+
+async function startCluster(): Promise<ClusterSetup> {
+  const [ports, busPorts] = [await sparePorts(3), await sparePorts(3)];
+  const files = ports.map((port) => join(tmpdir(), `pwdless-test-nodes-${process.pid}-${port}.conf`));
+  const nodes = ports.map(
+    (port, i) =>
+      new RedisProcess(port, [
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        files[i]!,
+        '--cluster-port',
+        String(busPorts[i]),
+      ]),
+  );
+  const setup = { nodes, ports, files };
+  try {
+    await Promise.all(nodes.map((node) => node.start()));
+    const admins = ports.map((port) => redisClient(`redis://127.0.0.1:${port}`));
+    try {
+      await Promise.all(admins.map((admin) => admin.connect()));
+      const third = Math.floor(16384 / 3);
+      await Promise.all(
+        admins.map((admin, i) => {
+          const from = i * third;
+          const to = i === 2 ? 16383 : (i + 1) * third - 1;
+          return admin.call(
+            'CLUSTER',
+            'ADDSLOTS',
+            ...Array.from({ length: to - from + 1 }, (_, k) => from + k),
+          );
+        }),
+      );
+      for (let i = 1; i < 3; i++) {
+        await admins[0]!.call('CLUSTER', 'MEET', '127.0.0.1', ports[i]!, busPorts[i]!);
+      }
+      // A new master turns `cluster_state:ok` about 2 s after it started; the wait overlaps the suites above.
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const infos = await Promise.all(admins.map((admin) => admin.call('CLUSTER', 'INFO')));
+        if (infos.every((info) => /cluster_state:ok/.test(String(info)))) break;
+        if (Date.now() > deadline) throw new Error(`cluster not ok: ${String(infos[0])}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      for (const admin of admins) admin.disconnect();
+    }
+    return setup;
+  } catch (err) {
+    await stopCluster(setup);
+    throw err;
+  }
+}
+
+async function stopCluster(setup: ClusterSetup): Promise<void> {
+  await Promise.all(setup.nodes.map((node) => node.stop()));
+  for (const file of setup.files) rmSync(file, { force: true });
+}
+
+// File-level hooks: the cluster starts when the file's first suite does, so the masters' start-up delay passes while
+// the suites above run, and it is stopped whenever it was started, whichever tests a filter selected.
+let clusterStarting: Promise<ClusterSetup> | undefined;
+beforeAll(() => {
+  if (!haveRedisServer) return;
+  clusterStarting = startCluster();
+  clusterStarting.catch(() => {}); // awaited, and its error reported, by the Cluster suite
+});
+afterAll(async () => {
+  const started = await clusterStarting?.catch(() => undefined);
+  if (started) await stopCluster(started);
+});
+
+describeRedisServer('RedisStore on a Redis Cluster of its own redis-servers', () => {
+  let setup: ClusterSetup | undefined;
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    if (!clusterStarting) throw new Error('the cluster was not started');
+    setup = await clusterStarting;
+    cluster = new Cluster([{ host: '127.0.0.1', port: setup.ports[0]! }], {
+      lazyConnect: true,
+      redisOptions: { maxRetriesPerRequest: 1 },
+    });
+    cluster.on('error', () => {});
+    await cluster.connect();
+  });
+
+  afterAll(() => {
+    cluster?.disconnect();
+  });
+
+  tokenStoreContract(
+    'RedisStore on a Cluster',
+    () => new RedisStore({ client: cluster, prefix: 'contract:' }),
+  );
+
+  it('spreads keys over every master and clear()/length() reach all of them, under the client keyPrefix', async () => {
+    const prefixed = new Cluster([{ host: '127.0.0.1', port: setup!.ports[0]! }], {
+      lazyConnect: true,
+      keyPrefix: 'kp:',
+      redisOptions: { maxRetriesPerRequest: 1 },
+    });
+    prefixed.on('error', () => {});
+    await prefixed.connect();
+    try {
+      const store = new RedisStore({ client: prefixed, prefix: 'a*:' });
+      const other = new RedisStore({ client: prefixed, prefix: 'ab:' });
+      // uids with `{…}` choose their own slot (the key has no other hash tag): still one key, one slot.
+      const uids = Array.from({ length: 90 }, (_, i) =>
+        i % 3 === 0 ? `user{${i}}` : `user${i}@example.com`,
+      );
+      const hashes = uids.map(() => newHash());
+      await Promise.all(
+        uids.map((uid, i) => store.storeOrUpdate({ uid, tokenHash: hashes[i]!, expiresAt: inFuture() })),
+      );
+      await other.storeOrUpdate({ uid: 'keep', tokenHash: newHash(), expiresAt: inFuture() });
+
+      const perMaster = await Promise.all(cluster.nodes('master').map((node) => node.dbsize()));
+      expect(perMaster).toHaveLength(3);
+      for (const n of perMaster) expect(n).toBeGreaterThan(0);
+      expect(await store.length()).toBe(90);
+
+      expect(await store.consume(uids[3]!, hashes[3]!, { keep: false })).toEqual({ ok: true });
+      await store.invalidateUser(uids[4]!);
+      expect(await store.length()).toBe(88);
+
+      await store.clear();
+      expect(await store.length()).toBe(0);
+      expect(await other.length()).toBe(1);
+      expect(await cluster.exists('kp:ab:keep')).toBe(1);
+    } finally {
+      prefixed.disconnect();
+    }
+  });
+});
