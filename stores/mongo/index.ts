@@ -59,7 +59,7 @@ const EXHAUSTED = { maxAttempts: { $exists: true }, $expr: { $gte: ['$attempts',
 
 /**
  * Token store on MongoDB (peer dependency `mongodb`). One document per uid, a TTL index on `expiresAt`, and an
- * `expiresAt > now` condition on every read because the TTL monitor only runs every 60 seconds. See docs/drafts/mongo.md.
+ * `expiresAt > now` condition on every read because the TTL monitor only runs every 60 seconds. See docs/token-stores.md.
  */
 export class MongoStore implements TokenStore {
   readonly #collection: Collection<MongoTokenDocument>;

@@ -86,7 +86,7 @@ ON CONFLICT (uid) DO UPDATE SET token_hash = EXCLUDED.token_hash, expires_at = E
     //   hash matches, keep             → untouched (ok; allowTokenReuse)
     //   mismatch, this try reaches max → removed (reason 'exhausted')
     //   mismatch otherwise             → attempts + 1 (reason 'mismatch')
-    // $1 uid, $2 token hash, $3 keep, $4 the app's now (see docs/drafts/postgres.md for why not the server's now()).
+    // $1 uid, $2 token hash, $3 keep, $4 the app's now (see docs/token-stores.md for why not the server's now()).
     consume: `WITH target AS MATERIALIZED (
   SELECT uid, origin, token_hash = $2 AS matched, expires_at > $4::timestamptz AS live,
     (max_attempts IS NOT NULL AND attempts + 1 >= max_attempts) AS last_try

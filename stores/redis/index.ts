@@ -86,7 +86,7 @@ function scanPattern(prefix: Buffer): Buffer {
 
 /**
  * Pending tokens in Redis (peer: ioredis), one hash per uid at `${prefix}${uid}` with a Redis expiry. Every operation
- * is one round trip; consume is one Lua script, so it is atomic across processes. See docs/drafts/redis.md.
+ * is one round trip; consume is one Lua script, so it is atomic across processes. See docs/token-stores.md.
  */
 export class RedisStore implements TokenStore {
   readonly #client: Commands;

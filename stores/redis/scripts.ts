@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 // Lua run by RedisStore. Each script touches exactly one key, KEYS[1] = `${prefix}${uid}`, so it is atomic on a
 // standalone server and routable on a Cluster (one key, one slot: no CROSSSLOT, whatever the uid contains).
 //
-// The record is a hash with short field names (memory per pending token; see docs/drafts/redis.md):
+// The record is a hash with short field names (memory per pending token; see docs/token-stores.md):
 //   h  hex SHA-256 / HMAC-SHA256 of the token (never the token itself)
 //   e  expiresAt in Unix milliseconds
 //   o  origin (absent when none)
