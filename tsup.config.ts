@@ -4,6 +4,7 @@ import { defineConfig } from 'tsup';
 const entry = {
   index: 'src/index.ts',
   testing: 'src/testing/index.ts',
+  'rate-limit': 'src/rate-limit.ts',
   'stores/redis': 'stores/redis/index.ts',
   'stores/postgres': 'stores/postgres/index.ts',
   'stores/mongo': 'stores/mongo/index.ts',

@@ -16,6 +16,7 @@ export default defineConfig({
         new URL('./stores/postgres/index.ts', import.meta.url),
       ),
       'express-passwordless/stores/redis': fileURLToPath(new URL('./stores/redis/index.ts', import.meta.url)),
+      'express-passwordless/rate-limit': fileURLToPath(new URL('./src/rate-limit.ts', import.meta.url)),
       'express-passwordless/testing': fileURLToPath(new URL('./src/testing/index.ts', import.meta.url)),
       'express-passwordless': fileURLToPath(new URL('./src/index.ts', import.meta.url)),
     },

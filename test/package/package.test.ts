@@ -24,6 +24,7 @@ const SURFACE: Record<string, string[]> = {
   './stores/mongo': ['MongoStore'],
   './stores/postgres': ['PostgresStore', 'schemaSql'],
   './stores/redis': ['RedisStore'],
+  './rate-limit': ['acceptLimiter', 'normaliseRecipient', 'recipientLimiter', 'requestLimiter'],
 };
 
 function importsOf(file: string): string[] {
@@ -94,6 +95,7 @@ describe('built package', () => {
     ['stores/mongo', ['crypto']],
     ['stores/postgres', ['crypto']],
     ['stores/redis', ['crypto']],
+    ['rate-limit', ['express-rate-limit']],
   ])('dist/%s imports only %j (its own peer, never another driver)', (entry, allowed) => {
     for (const file of [`dist/${entry}.js`, `dist/${entry}.cjs`]) {
       const names = importsOf(file).map((n) => n.replace(/^node:/, ''));
