@@ -96,8 +96,11 @@ function withoutFields(path: string, names: readonly string[]): string {
   );
 }
 
+/** The message of the innermost cause (a store's own error rather than our STORE_ERROR wrapper). */
 function describeError(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  let inner = err;
+  while (inner instanceof PasswordlessError && inner.cause !== undefined) inner = inner.cause;
+  return inner instanceof Error ? inner.message : String(inner);
 }
 
 /** Express 4 does not forward rejected promises; this does, on both majors. */

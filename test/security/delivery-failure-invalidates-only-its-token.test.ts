@@ -57,7 +57,7 @@ describe.each(EXPRESS_MAJORS)('Express %i', (major) => {
     await request(t.app).post('/sendtoken').type('form').send({ user: 'ann@example.com' }).expect(500);
     const err = t.errors[0] as PasswordlessError;
     expect(err.code).toBe('DELIVERY_FAILED');
-    expect(err.message).toMatch(/so did invalidating the unsent token/);
+    expect(err.message).toMatch(/so did invalidating the unsent token \(ECONNRESET\)/);
     expect(err.message).not.toMatch(/token was invalidated/);
     expect((err.cause as Error).message).toBe('smtp timeout, message may still be queued');
   });
