@@ -1,7 +1,9 @@
+import type { Request } from 'express';
 import { PasswordlessError } from './errors.js';
 import { MAX_NUMBER_TOKEN } from './token.js';
 import type {
   AcceptTokenOptions,
+  ConfirmationPageContext,
   DeliveryOptions,
   InitOptions,
   LogoutOptions,
@@ -33,6 +35,9 @@ const REQUEST_KEYS: KeysOf<RequestTokenOptions> = {
   deliveryField: true,
   originField: true,
   allowGet: true,
+  enumerationSafe: true,
+  bindToDevice: true,
+  onBackgroundError: true,
 };
 const ACCEPT_KEYS: KeysOf<AcceptTokenOptions> = {
   successRedirect: true,
@@ -42,6 +47,8 @@ const ACCEPT_KEYS: KeysOf<AcceptTokenOptions> = {
   failureFlash: true,
   successFlash: true,
   enableOriginRedirect: true,
+  requireConfirmation: true,
+  confirmationPage: true,
 };
 const RESTRICTED_KEYS: KeysOf<RestrictedOptions> = {
   failureRedirect: true,
@@ -121,6 +128,14 @@ function url(call: string, o: Record<string, unknown>, key: string): string | un
   const v = str(call, o, key);
   if (v !== undefined && hasControl(v)) fail(call, `\`${key}\` must not contain control characters.`);
   return v;
+}
+
+/** An optional function option. */
+export function optionalFunction<F>(call: string, o: Record<string, unknown>, key: string): F | undefined {
+  const v = o[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'function') fail(call, `\`${key}\` must be a function; got ${show(v)}.`);
+  return v as F;
 }
 
 function bool(call: string, o: Record<string, unknown>, key: string): boolean {
@@ -324,6 +339,9 @@ export interface RequestTokenConfig {
   deliveryField: string;
   originField: string | undefined;
   allowGet: boolean;
+  enumerationSafe: boolean;
+  bindToDevice: boolean;
+  onBackgroundError: ((err: PasswordlessError, req: Request) => void) | undefined;
 }
 
 export function validateRequestTokenOptions(options: unknown): Readonly<RequestTokenConfig> {
@@ -337,6 +355,13 @@ export function validateRequestTokenOptions(options: unknown): Readonly<RequestT
     deliveryField: str(call, o, 'deliveryField') ?? 'delivery',
     originField: str(call, o, 'originField'),
     allowGet: bool(call, o, 'allowGet'),
+    enumerationSafe: bool(call, o, 'enumerationSafe'),
+    bindToDevice: bool(call, o, 'bindToDevice'),
+    onBackgroundError: optionalFunction<RequestTokenConfig['onBackgroundError']>(
+      call,
+      o,
+      'onBackgroundError',
+    ),
   };
   if (config.failureFlash !== undefined && config.failureRedirect === undefined) {
     fail(call, '`failureFlash` needs `failureRedirect` (a flash is shown on the page redirected to).');
@@ -353,6 +378,8 @@ export interface AcceptTokenConfig {
   failureFlash: string | undefined;
   successFlash: string | undefined;
   enableOriginRedirect: boolean;
+  requireConfirmation: boolean;
+  confirmationPage: ((ctx: ConfirmationPageContext) => string) | undefined;
 }
 
 export function validateAcceptTokenOptions(options: unknown): Readonly<AcceptTokenConfig> {
@@ -366,7 +393,12 @@ export function validateAcceptTokenOptions(options: unknown): Readonly<AcceptTok
     failureFlash: str(call, o, 'failureFlash'),
     successFlash: str(call, o, 'successFlash'),
     enableOriginRedirect: bool(call, o, 'enableOriginRedirect'),
+    requireConfirmation: bool(call, o, 'requireConfirmation'),
+    confirmationPage: optionalFunction<AcceptTokenConfig['confirmationPage']>(call, o, 'confirmationPage'),
   };
+  if (config.confirmationPage !== undefined && !config.requireConfirmation) {
+    fail(call, '`confirmationPage` needs `requireConfirmation: true`.');
+  }
   if (config.tokenField === config.uidField) fail(call, '`tokenField` and `uidField` must differ.');
   return Object.freeze(config);
 }

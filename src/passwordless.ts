@@ -1,4 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { isCrossSite, sendConfirmationPage } from './confirmation.js';
+import { bindable, clearDeviceCookie, deviceNonce, setDeviceCookie } from './device.js';
 import { PasswordlessError, wrapError } from './errors.js';
 import {
   type DeliveryConfig,
@@ -328,56 +330,32 @@ export class Passwordless {
         );
       }
       const target = this.#resolveUser(found, user);
-      if (!target) return this.#requestFailure(req, res, cfg, 401);
-      const { uid, recipient } = target;
-
-      const token = await this.#makeToken(method.config);
-      const expiresAt = new Date(Date.now() + method.config.ttl);
-      const record: TokenRecord = { uid, tokenHash: hashToken(token, config.secret), expiresAt };
-      // An unsafe origin is dropped here, and checked again when the token is accepted.
-      if (isSafeRedirect(origin)) record.origin = origin;
-      if (method.config.maxAttempts !== undefined) record.maxAttempts = method.config.maxAttempts;
-      await this.#storeCall('storeOrUpdate', () => store.storeOrUpdate(record));
-
-      try {
-        await withTimeout(
-          () =>
-            method.send({
-              token,
-              uid,
-              recipient,
-              delivery: method.name,
-              req,
-              expiresAt,
-              kind: method.config.kind,
-            }),
-          config.deliveryTimeout,
-          () => new Error(`send() took longer than deliveryTimeout (${config.deliveryTimeout} ms)`),
-        );
-      } catch (err) {
-        // The user never got this token: leave none behind that a later leak of the message could use. Only this
-        // token: one that a concurrent request for the same uid delivered meanwhile stays valid.
-        const cleanupError = await this.#storeCall('invalidateUser', () =>
-          store.invalidateUser(uid, record.tokenHash),
-        ).then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-        const name = method.name === undefined ? 'method' : `"${method.name}"`;
-        throw new PasswordlessError(
-          'DELIVERY_FAILED',
-          cleanupError
-            ? `requestToken(): the delivery ${name} failed, and so did invalidating the unsent token (${describeError(cleanupError)}); it dies at its ttl. See \`cause\`.`
-            : `requestToken(): the delivery ${name} failed; the unsent token was invalidated. See \`cause\`.`,
-          { cause: err },
-        );
+      const ttl = method.config.ttl;
+      // Device binding: a fresh nonce in an HttpOnly cookie, for known and unknown users alike (the same headers).
+      let nonce: string | undefined;
+      if (cfg.bindToDevice) nonce = setDeviceCookie(req, res, target?.uid, ttl);
+      else if (target) clearDeviceCookie(req, res, target.uid);
+      if (!target) {
+        if (!cfg.enumerationSafe) return this.#requestFailure(req, res, cfg, 401);
+        // Unknown user, enumeration-safe: the answer of a known user, with nothing stored and nothing sent.
+        return this.#requestSuccess(req, cfg, undefined, next);
       }
-
-      const info = (props(req).passwordless as Record<string, unknown> | undefined) ?? {};
-      info.uidToAuth = uid;
-      props(req).passwordless = info;
-      if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
-      next();
+      const issued = this.#issue(
+        store,
+        config,
+        method,
+        target,
+        isSafeRedirect(origin) ? origin : undefined,
+        nonce,
+        req,
+      );
+      if (cfg.enumerationSafe) {
+        // Store and send after the response: its timing must not tell known from unknown users.
+        issued.catch((err: unknown) => this.#reportBackground(cfg, err, req));
+        return this.#requestSuccess(req, cfg, undefined, next);
+      }
+      await issued;
+      this.#requestSuccess(req, cfg, target.uid, next);
     });
   }
 
@@ -387,11 +365,12 @@ export class Passwordless {
     return handler(async (req, res, next) => {
       let token = field(req.query, cfg.tokenField);
       let uid = field(req.query, cfg.uidField);
-      if (token === undefined && uid === undefined && cfg.allowPost && req.method === 'POST') {
+      const readsBody = cfg.allowPost || cfg.requireConfirmation;
+      if (token === undefined && uid === undefined && readsBody && req.method === 'POST') {
         if (req.body === undefined && req.is(['urlencoded', 'json'])) {
           throw new PasswordlessError(
             'NO_BODY',
-            'acceptToken({ allowPost }): req.body is missing; add express.urlencoded() before it.',
+            'acceptToken({ allowPost / requireConfirmation }): req.body is missing; add express.urlencoded() before it.',
           );
         }
         token = field(req.body, cfg.tokenField);
@@ -416,6 +395,15 @@ export class Passwordless {
       if (uid !== undefined && !isStorableString(uid)) return void res.status(400).send('Bad Request');
       if (!token || !uid) return next();
 
+      if (cfg.requireConfirmation) {
+        // Mail scanners open every link: a GET only shows a button, and only the POST it makes consumes the token.
+        if (req.method !== 'POST') {
+          return sendConfirmationPage(req, res, { ...cfg, token, uid }, cfg.confirmationPage);
+        }
+        // Login CSRF: another site must not log the victim's browser into the attacker's account.
+        if (isCrossSite(req)) return void res.status(403).send('Forbidden');
+      }
+
       const { store, config } = this.#ready('acceptToken()');
       const flash = flashOf(req);
       if ((cfg.successFlash !== undefined || cfg.failureFlash !== undefined) && !flash) {
@@ -425,7 +413,9 @@ export class Passwordless {
         );
       }
       const result = await this.#storeCall('consume', () =>
-        store.consume(uid, hashToken(token, config.secret), { keep: config.allowTokenReuse }),
+        store.consume(uid, hashToken(bindable(token, deviceNonce(req, uid)), config.secret), {
+          keep: config.allowTokenReuse,
+        }),
       );
       // Fail closed on a store that answers anything but the documented shape (e.g. a raw driver result { ok: 1 }).
       if (typeof result !== 'object' || result === null || typeof result.ok !== 'boolean') {
@@ -440,6 +430,7 @@ export class Passwordless {
         return next();
       }
 
+      clearDeviceCookie(req, res, uid);
       const session = await regenerateSession(req);
       if (session) session.passwordless = uid;
       props(req)[config.userProperty] = uid;
@@ -547,6 +538,91 @@ export class Passwordless {
       if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
       next();
     });
+  }
+
+  /** Makes, stores and sends one token; a failed send leaves no valid token behind. */
+  async #issue(
+    store: TokenStore,
+    config: Readonly<InitConfig>,
+    method: DeliveryMethod,
+    target: { uid: string; recipient: string },
+    origin: string | undefined,
+    nonce: string | undefined,
+    req: Request,
+  ): Promise<void> {
+    const { uid, recipient } = target;
+    const token = await this.#makeToken(method.config);
+    const expiresAt = new Date(Date.now() + method.config.ttl);
+    // With device binding the nonce is hashed together with the token, so the store never sees it alone.
+    const record: TokenRecord = {
+      uid,
+      tokenHash: hashToken(bindable(token, nonce), config.secret),
+      expiresAt,
+    };
+    // An unsafe origin was dropped by the caller, and is checked again when the token is accepted.
+    if (origin !== undefined) record.origin = origin;
+    if (method.config.maxAttempts !== undefined) record.maxAttempts = method.config.maxAttempts;
+    await this.#storeCall('storeOrUpdate', () => store.storeOrUpdate(record));
+    try {
+      await withTimeout(
+        () =>
+          method.send({
+            token,
+            uid,
+            recipient,
+            delivery: method.name,
+            req,
+            expiresAt,
+            kind: method.config.kind,
+          }),
+        config.deliveryTimeout,
+        () => new Error(`send() took longer than deliveryTimeout (${config.deliveryTimeout} ms)`),
+      );
+    } catch (err) {
+      // The user never got this token: leave none behind that a later leak of the message could use. Only this
+      // token: one that a concurrent request for the same uid delivered meanwhile stays valid.
+      const cleanupError = await this.#storeCall('invalidateUser', () =>
+        store.invalidateUser(uid, record.tokenHash),
+      ).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const name = method.name === undefined ? 'method' : `"${method.name}"`;
+      throw new PasswordlessError(
+        'DELIVERY_FAILED',
+        cleanupError
+          ? `requestToken(): the delivery ${name} failed, and so did invalidating the unsent token (${describeError(cleanupError)}); it dies at its ttl. See \`cause\`.`
+          : `requestToken(): the delivery ${name} failed; the unsent token was invalidated. See \`cause\`.`,
+        { cause: err },
+      );
+    }
+  }
+
+  #requestSuccess(
+    req: Request,
+    cfg: Readonly<RequestTokenConfig>,
+    uid: string | undefined,
+    next: NextFunction,
+  ): void {
+    const info = (props(req).passwordless as Record<string, unknown> | undefined) ?? {};
+    if (uid !== undefined) info.uidToAuth = uid;
+    props(req).passwordless = info;
+    if (cfg.successFlash !== undefined) flashOf(req)?.('passwordless-success', cfg.successFlash);
+    next();
+  }
+
+  #reportBackground(cfg: Readonly<RequestTokenConfig>, err: unknown, req: Request): void {
+    const error =
+      err instanceof PasswordlessError ? err : wrapError('DELIVERY_FAILED', 'requestToken() failed.', err);
+    try {
+      if (cfg.onBackgroundError) cfg.onBackgroundError(error, req);
+      else
+        console.error(
+          `express-passwordless: requestToken() failed after the response (${error.code}): ${error.message}`,
+        );
+    } catch {
+      // A throwing error hook must not become an unhandled rejection.
+    }
   }
 
   #userProperty(): string {

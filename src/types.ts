@@ -1,4 +1,5 @@
 import type { Request } from 'express';
+import type { PasswordlessError } from './errors.js';
 
 /** A pending token as the core hands it to a store; the raw token never reaches a store. */
 export interface TokenRecord {
@@ -134,6 +135,19 @@ export interface RequestTokenOptions {
   originField?: string;
   /** Read the fields from the query of a GET request as well as from a POST body. Default: `false`. */
   allowGet?: boolean;
+  /**
+   * Answer an unknown user exactly as a known one (status, headers, body, redirect, flash), and store and send after
+   * the response so its timing does not tell them apart either. `req.passwordless.uidToAuth` is then never set, and
+   * store or delivery failures go to `onBackgroundError` instead of `next(err)`. Default: `false`.
+   */
+  enumerationSafe?: boolean;
+  /**
+   * Bind the token to this browser: an HttpOnly, SameSite=Lax cookie with a random nonce whose hash is stored with the
+   * token; acceptance then needs the cookie too, so a leaked link or code is useless elsewhere. Default: `false`.
+   */
+  bindToDevice?: boolean;
+  /** Receives store and delivery failures that happen after the response (`enumerationSafe`). Default: logs them. */
+  onBackgroundError?: (err: PasswordlessError, req: Request) => void;
 }
 
 /** Options of `acceptToken`. */
@@ -152,6 +166,24 @@ export interface AcceptTokenOptions {
   successFlash?: string;
   /** After login, redirect to the origin stored with the token, if it is a same-site path. Default: `false`. */
   enableOriginRedirect?: boolean;
+  /**
+   * A GET with a token consumes nothing: it answers a small page with a button that POSTs the token back, and only that
+   * same-origin POST logs in, so mail scanners that open every link cannot use the token up. Needs a body parser
+   * (`express.urlencoded()`). Default: `false`.
+   */
+  requireConfirmation?: boolean;
+  /** Makes the HTML of the confirmation page; escape nothing yourself: every field of the context is safe HTML. */
+  confirmationPage?: (ctx: ConfirmationPageContext) => string;
+}
+
+/** What `confirmationPage` receives; every string is already HTML-escaped. */
+export interface ConfirmationPageContext {
+  /** The account the link logs into, masked (e.g. `a***@example.com`). */
+  maskedUid: string;
+  /** The form's action: the path of the link, without its query. */
+  action: string;
+  /** The hidden inputs carrying token and uid; put them inside `<form method="post" action="…">`. */
+  hiddenInputs: string;
 }
 
 /** Options of `restricted`. */

@@ -59,7 +59,7 @@ export interface AppOptions {
   accept?: AcceptTokenOptions;
   flash?: boolean;
   /** Extra middleware mounted after the session and before the passwordless routes. */
-  before?: (app: Express) => void;
+  before?: (app: Express, passwordless: Passwordless) => void;
 }
 
 export interface TestApp {
@@ -100,7 +100,7 @@ export function createApp(options: AppOptions = {}): TestApp {
   if (options.flash) app.use(flash());
   app.use(express.urlencoded({ extended: true }));
   app.use(express.json());
-  options.before?.(app);
+  options.before?.(app, passwordless);
   if (sessionKind !== 'none') app.use(passwordless.sessionSupport());
   app.use(passwordless.acceptToken(options.accept));
 
