@@ -14,11 +14,13 @@ export { Passwordless } from './passwordless.js';
 export { isSafeRedirect } from './redirect.js';
 export type {
   AcceptTokenOptions,
+  ConfirmationPageContext,
   ConsumeFailure,
   ConsumeOptions,
   ConsumeResult,
   DeliveryContext,
   DeliveryOptions,
+  FailureBudget,
   GetUserId,
   InitOptions,
   LogoutOptions,
@@ -26,6 +28,7 @@ export type {
   RequestTokenOptions,
   RestrictedOptions,
   SendToken,
+  StoreResult,
   TokenRecord,
   TokenStore,
   UserIdResult,

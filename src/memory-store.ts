@@ -1,7 +1,14 @@
 import { PasswordlessError } from './errors.js';
-import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from './store-args.js';
+import { assertBudget, assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from './store-args.js';
 import { safeEqual } from './token.js';
-import type { ConsumeOptions, ConsumeResult, TokenRecord, TokenStore } from './types.js';
+import type {
+  ConsumeOptions,
+  ConsumeResult,
+  FailureBudget,
+  StoreResult,
+  TokenRecord,
+  TokenStore,
+} from './types.js';
 
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -15,6 +22,13 @@ interface Entry {
   origin: string | undefined;
   maxAttempts: number | undefined;
   attempts: number;
+  lockable: boolean;
+}
+
+/** A uid's wrong tokens across re-requests, forgotten `window` ms after the last one. */
+interface Failures {
+  count: number;
+  until: number;
 }
 
 let warnedProduction = false;
@@ -25,6 +39,7 @@ let warnedProduction = false;
  */
 export class MemoryStore implements TokenStore {
   readonly #entries = new Map<string, Entry>();
+  readonly #failures = new Map<string, Failures>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -48,36 +63,60 @@ export class MemoryStore implements TokenStore {
     this.#timer.unref();
   }
 
-  async storeOrUpdate(record: TokenRecord): Promise<void> {
+  async storeOrUpdate(record: TokenRecord, budget?: FailureBudget): Promise<StoreResult> {
     assertTokenRecord(record);
+    assertBudget(budget);
+    const lockedUntil = this.#lockedUntil(record.uid, budget);
+    if (record.lockable && lockedUntil !== undefined) return { lockedUntil: new Date(lockedUntil) };
     this.#entries.set(record.uid, {
       tokenHash: record.tokenHash,
       expiresAt: record.expiresAt.getTime(),
       origin: record.origin,
       maxAttempts: record.maxAttempts,
       attempts: 0,
+      lockable: record.lockable === true,
     });
   }
 
   // Read, compare and delete/count happen with no await in between: atomic within this process.
   async consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult> {
     assertConsumeArgs(uid, tokenHash, options);
+    const { budget } = options;
+    const now = Date.now();
     const entry = this.#entries.get(uid);
-    if (!entry) return { ok: false, reason: 'missing' };
-    if (entry.expiresAt <= Date.now()) {
-      this.#entries.delete(uid);
-      return { ok: false, reason: 'expired' };
-    }
-    if (safeEqual(entry.tokenHash, tokenHash)) {
+    if (entry && entry.expiresAt <= now) this.#entries.delete(uid);
+    const live = entry && entry.expiresAt > now ? entry : undefined;
+    // Over the budget, a code is not even compared: guessing on is pointless, and nothing more is counted.
+    if (live?.lockable && this.#lockedUntil(uid, budget) !== undefined)
+      return { ok: false, reason: 'locked' };
+    if (live && safeEqual(live.tokenHash, tokenHash)) {
       if (!options.keep) this.#entries.delete(uid);
-      return entry.origin === undefined ? { ok: true } : { ok: true, origin: entry.origin };
+      if (budget) this.#failures.delete(uid);
+      return live.origin === undefined ? { ok: true } : { ok: true, origin: live.origin };
     }
-    entry.attempts += 1;
-    if (entry.maxAttempts !== undefined && entry.attempts >= entry.maxAttempts) {
+    if (!live) return { ok: false, reason: entry ? 'expired' : 'missing' };
+    // Only guesses against a pending token count: with none pending nothing can be guessed, and counting those would
+    // let anyone lock a uid's codes at will.
+    if (budget) {
+      const failures = this.#failures.get(uid);
+      const count = failures && failures.until > now ? failures.count + 1 : 1;
+      this.#failures.set(uid, { count, until: now + budget.window });
+    }
+    live.attempts += 1;
+    if (live.maxAttempts !== undefined && live.attempts >= live.maxAttempts) {
       this.#entries.delete(uid);
       return { ok: false, reason: 'exhausted' };
     }
     return { ok: false, reason: 'mismatch' };
+  }
+
+  /** The end of the uid's lock (its failures are over the budget and not yet forgotten), or undefined. */
+  #lockedUntil(uid: string, budget: FailureBudget | undefined): number | undefined {
+    if (!budget) return undefined;
+    const failures = this.#failures.get(uid);
+    return failures && failures.until > Date.now() && failures.count >= budget.max
+      ? failures.until
+      : undefined;
   }
 
   async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
@@ -89,6 +128,7 @@ export class MemoryStore implements TokenStore {
 
   async clear(): Promise<void> {
     this.#entries.clear();
+    this.#failures.clear();
   }
 
   async length(): Promise<number> {
@@ -106,5 +146,6 @@ export class MemoryStore implements TokenStore {
   #sweep(): void {
     const now = Date.now();
     for (const [uid, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(uid);
+    for (const [uid, failures] of this.#failures) if (failures.until <= now) this.#failures.delete(uid);
   }
 }

@@ -20,6 +20,8 @@ const INIT_KEYS: KeysOf<InitOptions> = {
   storeTimeout: true,
   deliveryTimeout: true,
   secret: true,
+  maxFailures: true,
+  failureWindow: true,
 };
 const DELIVERY_KEYS: KeysOf<DeliveryOptions> = {
   ttl: true,
@@ -138,6 +140,15 @@ export function optionalFunction<F>(call: string, o: Record<string, unknown>, ke
   return v as F;
 }
 
+function count(call: string, o: Record<string, unknown>, key: string, fallback: number): number {
+  const v = o[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
+    fail(call, `\`${key}\` must be a whole number of at least 1; got ${show(v)}.`);
+  }
+  return v;
+}
+
 function bool(call: string, o: Record<string, unknown>, key: string): boolean {
   const v = o[key];
   if (v === undefined) return false;
@@ -245,6 +256,7 @@ export interface InitConfig {
   storeTimeout: number;
   deliveryTimeout: number;
   secret: Buffer | undefined;
+  budget: { max: number; window: number };
 }
 
 export function validateInitOptions(options: unknown): Readonly<InitConfig> {
@@ -271,6 +283,10 @@ export function validateInitOptions(options: unknown): Readonly<InitConfig> {
     storeTimeout: ms(call, o, 'storeTimeout', 2000),
     deliveryTimeout: ms(call, o, 'deliveryTimeout', 10_000),
     secret,
+    budget: Object.freeze({
+      max: count(call, o, 'maxFailures', 100),
+      window: ms(call, o, 'failureWindow', 3_600_000, MAX_TTL),
+    }),
   });
 }
 

@@ -350,11 +350,16 @@ export class Passwordless {
         req,
       );
       if (cfg.enumerationSafe) {
-        // Store and send after the response: its timing must not tell known from unknown users.
+        // Store and send after the response: its timing must not tell known from unknown users (nor a lock).
         issued.catch((err: unknown) => this.#reportBackground(cfg, err, req));
         return this.#requestSuccess(req, cfg, undefined, next);
       }
-      await issued;
+      const lockedUntil = await issued;
+      if (lockedUntil) {
+        // The uid spent its budget of wrong codes: no new code until the window passes (links still work).
+        const seconds = Math.max(1, Math.ceil((lockedUntil.getTime() - Date.now()) / 1000));
+        return void res.status(429).set('Retry-After', String(seconds)).send('Too Many Requests');
+      }
       this.#requestSuccess(req, cfg, target.uid, next);
     });
   }
@@ -415,6 +420,7 @@ export class Passwordless {
       const result = await this.#storeCall('consume', () =>
         store.consume(uid, hashToken(bindable(token, deviceNonce(req, uid)), config.secret), {
           keep: config.allowTokenReuse,
+          budget: config.budget,
         }),
       );
       // Fail closed on a store that answers anything but the documented shape (e.g. a raw driver result { ok: 1 }).
@@ -540,7 +546,10 @@ export class Passwordless {
     });
   }
 
-  /** Makes, stores and sends one token; a failed send leaves no valid token behind. */
+  /**
+   * Makes, stores and sends one token; a failed send leaves no valid token behind. Resolves the end of the uid's lock
+   * when a code was refused because the uid is over its failure budget (nothing is sent then).
+   */
   async #issue(
     store: TokenStore,
     config: Readonly<InitConfig>,
@@ -549,7 +558,7 @@ export class Passwordless {
     origin: string | undefined,
     nonce: string | undefined,
     req: Request,
-  ): Promise<void> {
+  ): Promise<Date | undefined> {
     const { uid, recipient } = target;
     const token = await this.#makeToken(method.config);
     const expiresAt = new Date(Date.now() + method.config.ttl);
@@ -562,7 +571,10 @@ export class Passwordless {
     // An unsafe origin was dropped by the caller, and is checked again when the token is accepted.
     if (origin !== undefined) record.origin = origin;
     if (method.config.maxAttempts !== undefined) record.maxAttempts = method.config.maxAttempts;
-    await this.#storeCall('storeOrUpdate', () => store.storeOrUpdate(record));
+    // Short codes can be guessed: they obey the uid's failure budget. 128-bit links cannot, so the owner keeps them.
+    if (method.config.kind === 'code') record.lockable = true;
+    const stored = await this.#storeCall('storeOrUpdate', () => store.storeOrUpdate(record, config.budget));
+    if (stored && stored.lockedUntil instanceof Date) return stored.lockedUntil;
     try {
       await withTimeout(
         () =>
@@ -596,6 +608,7 @@ export class Passwordless {
         { cause: err },
       );
     }
+    return undefined;
   }
 
   #requestSuccess(

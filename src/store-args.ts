@@ -1,5 +1,5 @@
 import { PasswordlessError } from './errors.js';
-import type { ConsumeOptions, TokenRecord } from './types.js';
+import type { ConsumeOptions, FailureBudget, TokenRecord } from './types.js';
 
 /** Longest uid a store accepts (the core refuses longer input with 400 before any store call). */
 export const MAX_UID_LENGTH = 1024;
@@ -53,11 +53,30 @@ export function assertTokenRecord(record: unknown): asserts record is TokenRecor
   if (r.origin !== undefined && (typeof r.origin !== 'string' || r.origin.length > MAX_UID_LENGTH)) {
     throw bad('storeOrUpdate', 'origin must be a string of at most 1024 characters or undefined', r.origin);
   }
+  if (r.lockable !== undefined && typeof r.lockable !== 'boolean') {
+    throw bad('storeOrUpdate', 'lockable must be a boolean or undefined', r.lockable);
+  }
   if (
     r.maxAttempts !== undefined &&
     !(Number.isSafeInteger(r.maxAttempts) && (r.maxAttempts as number) > 0)
   ) {
     throw bad('storeOrUpdate', 'maxAttempts must be a positive integer or undefined', r.maxAttempts);
+  }
+}
+
+/** Checks an optional failure budget (storeOrUpdate's second argument, consume's `options.budget`). */
+export function assertBudget(budget: unknown): asserts budget is FailureBudget | undefined {
+  if (budget === undefined) return;
+  const b = budget as Partial<FailureBudget>;
+  if (
+    typeof budget !== 'object' ||
+    budget === null ||
+    !Number.isSafeInteger(b.max) ||
+    (b.max as number) < 1 ||
+    !Number.isSafeInteger(b.window) ||
+    (b.window as number) < 1
+  ) {
+    throw bad('budget', 'a failure budget must be { max: positive integer, window: positive ms }', budget);
   }
 }
 
@@ -80,6 +99,7 @@ export function assertConsumeArgs(
     options === null ||
     typeof (options as ConsumeOptions).keep !== 'boolean'
   ) {
-    throw bad('consume', 'options must be { keep: boolean }', options);
+    throw bad('consume', 'options must be { keep: boolean, budget? }', options);
   }
+  assertBudget((options as ConsumeOptions).budget);
 }

@@ -13,10 +13,27 @@ export interface TokenRecord {
   origin?: string;
   /** Wrong tries for this uid after which the record is void; absent means unlimited. */
   maxAttempts?: number;
+  /** A short code: refused, and not stored, while its uid is over its failure budget (links are not). */
+  lockable?: boolean;
 }
 
+/**
+ * The budget of wrong tokens of one uid across re-requests (init's `maxFailures` / `failureWindow`). The count belongs
+ * to the uid, not to a token: storing a new token keeps it, a successful consume resets it.
+ */
+export interface FailureBudget {
+  /** Wrong tokens after which the uid's codes are refused. */
+  max: number;
+  /** Milliseconds after the last counted failure at which the count is forgotten. */
+  window: number;
+}
+
+/** What {@link TokenStore.storeOrUpdate} answers: nothing once stored, or the end of the lock that refused it. */
+// biome-ignore lint/suspicious/noConfusingVoidType: a store that only ever stores may keep returning Promise<void>
+export type StoreResult = void | { lockedUntil: Date };
+
 /** Why a `consume` failed; for logs and metrics only, never shown to the client. */
-export type ConsumeFailure = 'missing' | 'expired' | 'mismatch' | 'exhausted';
+export type ConsumeFailure = 'missing' | 'expired' | 'mismatch' | 'exhausted' | 'locked';
 
 /** Outcome of {@link TokenStore.consume}. */
 export type ConsumeResult = { ok: true; origin?: string } | { ok: false; reason: ConsumeFailure };
@@ -25,6 +42,8 @@ export type ConsumeResult = { ok: true; origin?: string } | { ok: false; reason:
 export interface ConsumeOptions {
   /** Leave the record in place on a match (`allowTokenReuse`); it still dies at `expiresAt` and at `invalidateUser`. */
   keep: boolean;
+  /** Count a mismatch against the uid's budget too, and refuse a lockable record while the uid is over it. */
+  budget?: FailureBudget;
 }
 
 /**
@@ -32,11 +51,16 @@ export interface ConsumeOptions {
  * on failure. The contract kit in `express-passwordless/testing` is the normative definition; see docs/token-stores.md.
  */
 export interface TokenStore {
-  /** Store `record`, replacing any earlier token of `record.uid` (and its attempt count). */
-  storeOrUpdate(record: TokenRecord): Promise<void>;
+  /**
+   * Store `record`, replacing any earlier token of `record.uid` (and its attempt count, but not the uid's failure
+   * count). With `budget`, a lockable record is not stored while the uid is over it: resolve `{ lockedUntil }`.
+   */
+  storeOrUpdate(record: TokenRecord, budget?: FailureBudget): Promise<StoreResult>;
   /**
    * In one atomic step: if `uid` has an unexpired record whose hash equals `tokenHash`, delete it (unless `keep`) and
    * resolve `ok`; otherwise count one failed attempt on the uid's record and delete it once `maxAttempts` is reached.
+   * With `options.budget`: a mismatch also counts one failure for the uid, a match resets the uid's failures, and a
+   * lockable record of a uid over its budget is refused (`locked`) without comparing or counting.
    */
   consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult>;
   /**
@@ -105,6 +129,13 @@ export interface InitOptions {
   deliveryTimeout?: number;
   /** At least 32 bytes: tokens are stored as HMAC-SHA256(secret, token) instead of SHA-256(token). Default: none. */
   secret?: string | Buffer;
+  /**
+   * Wrong tokens for one uid, across re-requests, after which its codes are refused and requestToken answers 429 for
+   * codes (links keep working); reset only by a successful login. Default: `100`.
+   */
+  maxFailures?: number;
+  /** Milliseconds after the last wrong token at which a uid's failure count is forgotten. Default: `3600000` (1 h). */
+  failureWindow?: number;
 }
 
 /** Options of `addDelivery`. */

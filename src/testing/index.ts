@@ -249,6 +249,119 @@ export function tokenStoreContract(
       });
     });
 
+    describe('failure budget (init maxFailures / failureWindow)', () => {
+      const budget = { max: 3, window: 60_000 };
+      const code = (tokenHash: string): TokenRecord => ({
+        uid: 'alice',
+        tokenHash,
+        expiresAt: inFuture(),
+        lockable: true,
+      });
+      const guess = (uid = 'alice') =>
+        call('consume()', () => store.consume(uid, newHash(), { keep: false, budget }));
+      const consumeB = (tokenHash: string, uid = 'alice') =>
+        call('consume()', () => store.consume(uid, tokenHash, { keep: false, budget }));
+      const putB = (record: TokenRecord) =>
+        call('storeOrUpdate()', () => store.storeOrUpdate(record, budget));
+
+      it('failures belong to the uid: a new code does not reset them, and at max the code is refused as locked', async () => {
+        await putB(code(newHash()));
+        await guess();
+        await guess();
+        const second = newHash();
+        expect(await putB(code(second))).toBeFalsy();
+        await guess();
+        expect(await consumeB(second)).toEqual({ ok: false, reason: 'locked' });
+      });
+
+      it('while locked, storing a lockable record is refused with lockedUntil; a link (not lockable) is stored', async () => {
+        await putB(code(newHash()));
+        for (let i = 0; i < 3; i++) await guess();
+        const refused = await putB(code(newHash()));
+        expect(refused).toEqual({ lockedUntil: expect.any(Date) });
+        const until = (refused as { lockedUntil: Date }).lockedUntil.getTime();
+        expect(until).toBeGreaterThan(Date.now());
+        expect(until).toBeLessThanOrEqual(Date.now() + budget.window + 1000);
+        const link = newHash();
+        expect(await putB({ uid: 'alice', tokenHash: link, expiresAt: inFuture() })).toBeFalsy();
+        expect(await consumeB(link)).toEqual({ ok: true });
+      });
+
+      it("a successful consume resets the uid's failures", async () => {
+        const first = newHash();
+        await putB(code(first));
+        await guess();
+        await guess();
+        expect((await consumeB(first)).ok).toBe(true);
+        const second = newHash();
+        await putB(code(second));
+        await guess();
+        await guess();
+        expect((await consumeB(second)).ok).toBe(true);
+      });
+
+      it('guesses for a uid with no pending token are not counted (nobody can lock a uid at will)', async () => {
+        for (let i = 0; i < 5; i++) await guess('bob');
+        const token = newHash();
+        expect(
+          await putB({ uid: 'bob', tokenHash: token, expiresAt: inFuture(), lockable: true }),
+        ).toBeFalsy();
+        expect((await consumeB(token, 'bob')).ok).toBe(true);
+      });
+
+      it('failures of one uid do not lock another', async () => {
+        await putB(code(newHash()));
+        for (let i = 0; i < 3; i++) await guess();
+        const token = newHash();
+        expect(
+          await putB({ uid: 'bob', tokenHash: token, expiresAt: inFuture(), lockable: true }),
+        ).toBeFalsy();
+        expect((await consumeB(token, 'bob')).ok).toBe(true);
+      });
+
+      it(`${concurrency} concurrent wrong tries count as ${concurrency} against the budget (atomic)`, async () => {
+        const big = { max: concurrency, window: 60_000 };
+        const token = newHash();
+        await call('storeOrUpdate()', () => store.storeOrUpdate(code(token), big));
+        await Promise.all(
+          Array.from({ length: concurrency }, () =>
+            call('consume()', () => store.consume('alice', newHash(), { keep: false, budget: big })),
+          ),
+        );
+        expect(
+          await call('consume()', () => store.consume('alice', token, { keep: false, budget: big })),
+        ).toEqual({
+          ok: false,
+          reason: 'locked',
+        });
+      });
+
+      it('failures are forgotten failureWindow after the last one', async () => {
+        const short = { max: 2, window: 50 };
+        await call('storeOrUpdate()', () => store.storeOrUpdate(code(newHash()), short));
+        for (let i = 0; i < 2; i++) {
+          await call('consume()', () => store.consume('alice', newHash(), { keep: false, budget: short }));
+        }
+        await sleep(expiryWaitMs);
+        const token = newHash();
+        expect(await call('storeOrUpdate()', () => store.storeOrUpdate(code(token), short))).toBeFalsy();
+        expect(
+          (await call('consume()', () => store.consume('alice', token, { keep: false, budget: short }))).ok,
+        ).toBe(true);
+      });
+
+      it('rejects a malformed budget', async () => {
+        await expect(
+          call('storeOrUpdate()', () => store.storeOrUpdate(code(newHash()), { max: 0, window: 1 })),
+        ).rejects.toThrow();
+        await expect(
+          call('consume()', () =>
+            store.consume('alice', newHash(), { keep: false, budget: { max: 1, window: -1 } }),
+          ),
+        ).rejects.toThrow();
+      });
+    });
+
     describe('invalidateUser, clear, length', () => {
       it('invalidateUser removes that uid only', async () => {
         const a = newHash();
@@ -317,6 +430,7 @@ export function tokenStoreContract(
         ['an invalid Date', (r) => ({ ...r, expiresAt: new Date(Number.NaN) })],
         ['a maxAttempts of 0', (r) => ({ ...r, maxAttempts: 0 })],
         ['an origin that is an object', (r) => ({ ...r, origin: { $ne: null } })],
+        ['a lockable that is not a boolean', (r) => ({ ...r, lockable: 'yes' })],
       ])('storeOrUpdate rejects %s', async (_, mutate) => {
         const record = mutate(good());
         await expect(

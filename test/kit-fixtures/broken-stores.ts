@@ -1,6 +1,7 @@
 import {
   type ConsumeOptions,
   type ConsumeResult,
+  type StoreResult,
   MemoryStore,
   type TokenRecord,
   type TokenStore,
@@ -45,7 +46,7 @@ export class NonAtomicStore implements TokenStore {
 
 /** A store that ignores expiresAt entirely. */
 export class NeverExpiringStore extends MemoryStore {
-  override async storeOrUpdate(record: TokenRecord): Promise<void> {
+  override async storeOrUpdate(record: TokenRecord): Promise<StoreResult> {
     return super.storeOrUpdate({ ...record, expiresAt: new Date(Date.now() + 3_600_000) });
   }
 }
@@ -53,7 +54,7 @@ export class NeverExpiringStore extends MemoryStore {
 /** A store that treats invalidateUser's argument as a glob pattern, as a naive Redis KEYS/DEL would. */
 export class PatternInvalidatingStore extends MemoryStore {
   readonly #uids = new Set<string>();
-  override async storeOrUpdate(record: TokenRecord): Promise<void> {
+  override async storeOrUpdate(record: TokenRecord): Promise<StoreResult> {
     this.#uids.add(record.uid);
     return super.storeOrUpdate(record);
   }
