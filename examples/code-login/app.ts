@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import { Passwordless } from 'express-passwordless';
 import { type DevOutbox, devOutbox } from 'express-passwordless/delivery/outbox';
+import { acceptLimiter, recipientLimiter, requestLimiter } from 'express-passwordless/rate-limit';
 import { normalizeEmail } from '../shared/email.js';
 import { takeFlashes } from '../shared/html.js';
 import type { ExampleApp, ExampleSetup } from '../shared/server.js';
@@ -127,8 +128,11 @@ export function createCodeLoginApp({
   // (so the code logs into the same account and keeps it); else the address itself (a new account). The code goes
   // to the normalised address (`recipient`). Nothing is linked yet: the address joins the guest's account only
   // once the right code is entered.
+  // Abuse limits, per 15 minutes: 30 requests per IP and 5 per address (from any IPs); 60 codes per IP below.
   app.post(
     '/login',
+    requestLimiter(),
+    recipientLimiter(),
     passwordless.requestToken(
       (input, _delivery, req) => {
         const email = normalizeEmail(input);
@@ -188,6 +192,7 @@ export function createCodeLoginApp({
   app.post(
     '/login/code',
     usePendingUid,
+    acceptLimiter({ tokenField: 'code' }),
     passwordless.acceptToken({ allowPost: true, uidField: 'uid', tokenField: 'code' }),
     (req, res, next) => {
       const pending = req.session.pendingLogin!;

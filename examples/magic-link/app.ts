@@ -2,6 +2,7 @@
 import type { ErrorRequestHandler, Request } from 'express';
 import { isSafeRedirect, Passwordless } from 'express-passwordless';
 import { type DevOutbox, devOutbox } from 'express-passwordless/delivery/outbox';
+import { acceptLimiter, recipientLimiter, requestLimiter } from 'express-passwordless/rate-limit';
 import { normalizeEmail } from '../shared/email.js';
 import { takeFlashes } from '../shared/html.js';
 import type { ExampleApp, ExampleSetup } from '../shared/server.js';
@@ -72,8 +73,11 @@ export function createMagicLinkApp({
   // Any well-formed address may log in; its uid is the address itself. A real app looks the user up here and
   // returns their id, or null for an unknown address (then failureRedirect with the flash). The link goes to the
   // normalised address, not to what was typed.
+  // Abuse limits, per 15 minutes: 30 requests per IP, 5 per address (from any IPs), 60 link checks per IP.
   app.post(
     '/login',
+    requestLimiter(),
+    recipientLimiter(),
     passwordless.requestToken(
       (input) => {
         const email = normalizeEmail(input);
@@ -101,6 +105,7 @@ export function createMagicLinkApp({
   // else home. A used, expired or wrong link falls through to the handler after it.
   app.get(
     '/auth',
+    acceptLimiter(),
     passwordless.acceptToken({
       successRedirect: '/',
       enableOriginRedirect: true,
