@@ -1,8 +1,21 @@
-import type { Collection, Filter, MongoClient } from 'mongodb';
+import type { Collection, Document, MongoClient } from 'mongodb';
 import { PasswordlessError } from '../../src/errors.js';
 import { readOptions } from '../../src/options.js';
-import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from '../../src/store-args.js';
-import type { ConsumeOptions, ConsumeResult, TokenRecord, TokenStore } from '../../src/types.js';
+import {
+  assertBudget,
+  assertConsumeArgs,
+  assertInvalidateArgs,
+  assertTokenRecord,
+} from '../../src/store-args.js';
+import { safeEqual } from '../../src/token.js';
+import type {
+  ConsumeOptions,
+  ConsumeResult,
+  FailureBudget,
+  StoreResult,
+  TokenRecord,
+  TokenStore,
+} from '../../src/types.js';
 
 /** Options of {@link MongoStore}. */
 export interface MongoStoreOptions {
@@ -15,22 +28,32 @@ export interface MongoStoreOptions {
 }
 
 /**
- * One pending token as stored. The uid is the `_id`, so MongoDB's built-in unique `_id` index gives "at most one
- * token per uid" and every lookup is a point read, without a second index.
+ * What the store keeps for one uid: its pending token and its failure budget state. The uid is the `_id`, so MongoDB's
+ * built-in unique `_id` index gives "at most one token per uid" and every lookup is a point read, without a second
+ * index. The token fields are all present (a pending token) or all absent (the token was used, voided or invalidated
+ * while the uid's failures are still live); the failure fields are absent until the first counted failure.
  */
 export interface MongoTokenDocument {
   /** The uid. */
   _id: string;
   /** Hex SHA-256 / HMAC-SHA256 of the token; the plain token is never stored. */
-  tokenHash: string;
-  /** The token is refused from this instant on; the TTL index purges the document after it. */
-  expiresAt: Date;
+  tokenHash?: string;
+  /** The token is refused from this instant on (every read checks it; the TTL index is on `purgeAt`). */
+  expiresAt?: Date;
   /** Same-site path to return to after login; absent when none was given. */
   origin?: string;
   /** Wrong tries counted so far; reset to 0 when a new token is stored. */
-  attempts: number;
-  /** Wrong tries after which the record is void; absent means unlimited (never null: see `matchable`). */
+  attempts?: number;
+  /** Wrong tries after which the record is void; absent means unlimited (never null: see `NOT_EXHAUSTED`). */
   maxAttempts?: number;
+  /** `true` for a short code, which the uid's failure budget can lock; absent for a link. */
+  lockable?: true;
+  /** Wrong tokens of the uid across re-requests (with a budget); forgotten once `failuresUntil` has passed. */
+  failures?: number;
+  /** The end of the failure window: the last counted failure plus `budget.window`. */
+  failuresUntil?: Date;
+  /** The later of `expiresAt` and `failuresUntil` (else the instant the document became empty): the TTL index field. */
+  purgeAt: Date;
 }
 
 type KeysOf<T> = Record<keyof Required<T>, true>;
@@ -47,19 +70,106 @@ function describeValue(value: unknown): string {
   return typeof value;
 }
 
-// The attempts guard: a record whose count has reached maxAttempts can never match again, from the very write that
-// counted the last allowed wrong try, even before the clean-up delete lands. `$exists: false` because `$lt` against a
-// missing field is false; that is also why storeOrUpdate omits maxAttempts instead of writing null.
+// The attempts guard: a record whose count has reached maxAttempts is never compared or counted again. The write that
+// counts the last allowed wrong try also removes the token, so this only matters for a document written otherwise; it
+// stays as a second line. `$exists: false` because `$lt` against a missing field is false; that is also why
+// storeOrUpdate omits maxAttempts instead of writing null.
 const NOT_EXHAUSTED = [
   { maxAttempts: { $exists: false } },
   { $expr: { $lt: ['$attempts', '$maxAttempts'] } },
 ];
-// An exhausted record, whichever one the uid holds now: a record stored since our count is left alone.
-const EXHAUSTED = { maxAttempts: { $exists: true }, $expr: { $gte: ['$attempts', '$maxAttempts'] } };
+
+// Aggregation expressions (in `$expr` and in update pipelines). Every constant goes in `$literal`: inside an expression
+// a string starting with `$` names a field, so a value (an origin, a hash) must never stand there bare.
+type Literal = string | number | boolean | Date;
+const lit = (value: Literal) => ({ $literal: value });
+
+/** The uid is over its budget at `now`: as many failures as allowed, within their window (read before the write). */
+function overBudget(budget: FailureBudget, now: Date): Document {
+  return { $and: [{ $gte: ['$failures', lit(budget.max)] }, { $gt: ['$failuresUntil', lit(now)] }] };
+}
+
+/** The document holds a lockable token and the uid is over its budget: no code is compared or counted. */
+function locked(budget: FailureBudget, now: Date): Document {
+  return { $and: [{ $eq: ['$lockable', lit(true)] }, overBudget(budget, now)] };
+}
+
+/** {@link overBudget} on a document the server returned, with the same `now`. */
+function isOverBudget(doc: Partial<MongoTokenDocument>, budget: FailureBudget, now: Date): boolean {
+  return (
+    typeof doc.failures === 'number' &&
+    doc.failures >= budget.max &&
+    doc.failuresUntil instanceof Date &&
+    doc.failuresUntil.getTime() > now.getTime()
+  );
+}
+
+/** `purgeAt`: the later of the token's expiry and the end of the failure window, else now (purged at the next pass). */
+function purgeAt(now: Date): Document {
+  return { $ifNull: [{ $max: ['$expiresAt', '$failuresUntil'] }, lit(now)] };
+}
+
+/** The document without its token: only the uid's failure state stays, until the TTL index purges it. */
+const WITHOUT_TOKEN = { _id: '$_id', failures: '$failures', failuresUntil: '$failuresUntil' };
+
+/** Update pipeline that removes the token of the matched document and keeps the uid's failure state. */
+function removeToken(now: Date): Document[] {
+  return [{ $replaceWith: WITHOUT_TOKEN }, { $set: { purgeAt: purgeAt(now) } }];
+}
+
+/** The token fields, as field paths: a document built from them keeps the token and drops everything else. */
+const TOKEN = {
+  _id: '$_id',
+  tokenHash: '$tokenHash',
+  expiresAt: '$expiresAt',
+  origin: '$origin',
+  attempts: '$attempts',
+  maxAttempts: '$maxAttempts',
+  lockable: '$lockable',
+};
+const CONSUME_PROJECTION = {
+  _id: 0,
+  tokenHash: 1,
+  origin: 1,
+  attempts: 1,
+  maxAttempts: 1,
+  lockable: 1,
+  failures: 1,
+  failuresUntil: 1,
+};
 
 /**
- * Token store on MongoDB (peer dependency `mongodb`). One document per uid, a TTL index on `expiresAt`, and an
- * `expiresAt > now` condition on every read because the TTL monitor only runs every 60 seconds. See docs/token-stores.md.
+ * The document after one consume, as an expression over the document before it (the uid's live token):
+ * - lockable and the uid over its budget → unchanged: the hash is not compared, nothing is counted;
+ * - the hash matches → the token stays with `keep`, else it goes; with a budget the failures go too;
+ * - otherwise one more attempt (from 0 if the field is missing), the token gone once it reaches maxAttempts, and with
+ *   a budget one more failure (from 0 once the window has passed) and the window moved to now + budget.window.
+ */
+function consumed(tokenHash: string, keep: boolean, budget: FailureBudget | undefined, now: Date): Document {
+  const attempts = { $add: [{ $ifNull: ['$attempts', lit(0)] }, lit(1)] };
+  const failures = budget
+    ? {
+        failures: {
+          $add: [
+            { $cond: [{ $gt: ['$failuresUntil', lit(now)] }, { $ifNull: ['$failures', lit(0)] }, lit(0)] },
+            lit(1),
+          ],
+        },
+        failuresUntil: lit(new Date(now.getTime() + budget.window)),
+      }
+    : { failures: '$failures', failuresUntil: '$failuresUntil' };
+  const exhausted = { $and: [{ $isNumber: ['$maxAttempts'] }, { $gte: [attempts, '$maxAttempts'] }] };
+  const miss = { $cond: [exhausted, { _id: '$_id', ...failures }, { ...TOKEN, attempts, ...failures }] };
+  const match = keep ? (budget ? TOKEN : '$$ROOT') : budget ? { _id: '$_id' } : WITHOUT_TOKEN;
+  const decided = { $cond: [{ $eq: ['$tokenHash', lit(tokenHash)] }, match, miss] };
+  return budget ? { $cond: [locked(budget, now), '$$ROOT', decided] } : decided;
+}
+
+/**
+ * Token store on MongoDB (peer dependency `mongodb`). One document per uid holding its pending token and its failure
+ * budget state, a TTL index on `purgeAt` (the later of the token's expiry and the end of the failure window), and an
+ * `expiresAt > now` condition on every token read because the TTL monitor only runs every 60 seconds. Every write is
+ * one single-document atomic operation. See docs/token-stores.md.
  */
 export class MongoStore implements TokenStore {
   readonly #collection: Collection<MongoTokenDocument>;
@@ -104,11 +214,11 @@ export class MongoStore implements TokenStore {
   }
 
   /**
-   * Creates the TTL index on `expiresAt` (once per store; a failure rejects and is retried by the next call). Called
-   * by the first `storeOrUpdate`; call it at startup to fail fast and keep the index build off the first request.
+   * Creates the TTL index on `purgeAt` (once per store; a failure rejects and is retried by the next call). Called by
+   * the first `storeOrUpdate`; call it at startup to fail fast and keep the index build off the first request.
    */
   ensureIndexes(): Promise<void> {
-    this.#indexes ??= this.#collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 }).then(
+    this.#indexes ??= this.#collection.createIndex({ purgeAt: 1 }, { expireAfterSeconds: 0 }).then(
       () => undefined,
       (err: unknown) => {
         this.#indexes = undefined;
@@ -118,63 +228,85 @@ export class MongoStore implements TokenStore {
     return this.#indexes;
   }
 
-  // One round trip (plus the index creation, once): replacing the whole document also resets `attempts`.
-  async storeOrUpdate(record: TokenRecord): Promise<void> {
+  // One round trip (plus the index creation, once), stored or refused: an upserting findOneAndUpdate whose pipeline
+  // replaces the token (resetting `attempts`) and carries the uid's failure state over. With a budget and a lockable
+  // record, the pipeline keeps the document as it is while the uid is over its budget: the check and the write are one
+  // atomic step, so no code can be stored by a request racing the guess that locks the uid.
+  async storeOrUpdate(record: TokenRecord, budget?: FailureBudget): Promise<StoreResult> {
     assertTokenRecord(record);
+    assertBudget(budget);
     await this.ensureIndexes();
+    const now = new Date();
     // Built field by field from the checked record: no other key can reach the server, and absent optional fields
-    // stay absent (the driver would store `undefined` as null, which the attempts guard would read as "exhausted").
-    const doc: Omit<MongoTokenDocument, '_id'> = {
-      tokenHash: record.tokenHash,
-      expiresAt: record.expiresAt,
-      attempts: 0,
+    // stay absent (null would read as "exhausted" in the attempts guard).
+    const token: Document = {
+      _id: '$_id',
+      tokenHash: lit(record.tokenHash),
+      expiresAt: lit(record.expiresAt),
+      attempts: lit(0),
     };
-    if (record.origin !== undefined) doc.origin = record.origin;
-    if (record.maxAttempts !== undefined) doc.maxAttempts = record.maxAttempts;
-    await this.#collection.replaceOne({ _id: record.uid }, doc, { upsert: true });
+    if (record.origin !== undefined) token.origin = lit(record.origin);
+    if (record.maxAttempts !== undefined) token.maxAttempts = lit(record.maxAttempts);
+    if (record.lockable === true) token.lockable = lit(true);
+    // A field path to a missing field adds nothing: a uid without failures gets no failure fields.
+    token.failures = '$failures';
+    token.failuresUntil = '$failuresUntil';
+    const check = budget !== undefined && record.lockable === true;
+    const after = await this.#collection.findOneAndUpdate(
+      { _id: record.uid },
+      [
+        { $replaceWith: check ? { $cond: [overBudget(budget, now), '$$ROOT', token] } : token },
+        { $set: { purgeAt: purgeAt(now) } },
+      ],
+      { upsert: true, returnDocument: 'after', projection: { _id: 0, failures: 1, failuresUntil: 1 } },
+    );
+    // The write leaves the failure fields as they were, so the document after it is over the budget exactly when the
+    // document before it was, that is, when the pipeline kept it instead of storing.
+    if (check && after && isOverBudget(after, budget, now)) {
+      return { lockedUntil: new Date((after.failuresUntil as Date).getTime()) };
+    }
   }
 
-  // Round trips: a match is one (findOneAndDelete, or findOne with keep); a wrong token or an unknown uid two (that
-  // plus findOneAndUpdate $inc); the one wrong try that reaches maxAttempts three (plus the clean-up deleteOne). The
-  // hash comparison happens in the server's filter, atomically with the expiry and attempts checks and the delete.
+  // One round trip whatever the outcome: a single findOneAndUpdate whose pipeline compares the hash, and counts, voids
+  // or forgets in the same atomic step, so no try is ever compared with a token before the tries ahead of it are
+  // counted (a burst of concurrent guesses gets exactly as many comparisons as maxAttempts and the budget allow).
   async consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult> {
-    // uid and tokenHash are checked to be strings (tokenHash: 64 hex characters) before any filter is built, so an
+    // uid and tokenHash are checked to be strings (tokenHash: 64 hex characters) before anything is built, so an
     // operator object such as { $ne: null } can never reach the server as a value (NoSQL injection).
     assertConsumeArgs(uid, tokenHash, options);
+    const { keep, budget } = options;
     const now = new Date();
-    const match: Filter<MongoTokenDocument> = {
-      _id: uid,
-      tokenHash,
-      expiresAt: { $gt: now },
-      $or: NOT_EXHAUSTED,
-    };
-    const projection = { _id: 0, origin: 1 };
-    const found = options.keep
-      ? await this.#collection.findOne(match, { projection })
-      : await this.#collection.findOneAndDelete(match, { projection });
-    if (found) return typeof found.origin === 'string' ? { ok: true, origin: found.origin } : { ok: true };
-
-    // Not a match: count one wrong try on the uid's live record, atomically ($inc on the server).
-    const counted = await this.#collection.findOneAndUpdate(
-      { _id: uid, expiresAt: { $gt: now } },
-      { $inc: { attempts: 1 } },
-      { returnDocument: 'after', projection: { _id: 0, attempts: 1, maxAttempts: 1 } },
+    const before = await this.#collection.findOneAndUpdate(
+      // The uid's live token: unexpired and not exhausted. Nothing else is compared or counted, so guesses for a uid
+      // with no pending token count nothing (nobody can lock a uid at will).
+      { _id: uid, expiresAt: { $gt: now }, $or: NOT_EXHAUSTED },
+      [{ $replaceWith: consumed(tokenHash, keep, budget, now) }, { $set: { purgeAt: purgeAt(now) } }],
+      { returnDocument: 'before', projection: CONSUME_PROJECTION },
     );
-    if (!counted) return { ok: false, reason: 'missing' };
-    const { attempts, maxAttempts } = counted;
-    if (typeof maxAttempts === 'number' && attempts >= maxAttempts) {
-      // Already void through the guard in `match`; this only removes it sooner than the TTL monitor would.
-      await this.#collection.deleteOne({ _id: uid, ...EXHAUSTED });
+    // The outcome is read from the document before the write, by the same rules the pipeline applied to it.
+    if (!before) return { ok: false, reason: 'missing' };
+    if (budget && before.lockable === true && isOverBudget(before, budget, now)) {
+      return { ok: false, reason: 'locked' };
+    }
+    if (typeof before.tokenHash === 'string' && safeEqual(before.tokenHash, tokenHash)) {
+      return typeof before.origin === 'string' ? { ok: true, origin: before.origin } : { ok: true };
+    }
+    const { attempts, maxAttempts } = before;
+    if (typeof maxAttempts === 'number' && (attempts ?? 0) + 1 >= maxAttempts) {
       return { ok: false, reason: 'exhausted' };
     }
     return { ok: false, reason: 'mismatch' };
   }
 
-  // Exact match on _id with a checked string: '*', '%' or '{"$ne":null}' are just uids that do not exist.
+  // Exact match on _id with a checked string: '*', '%' or '{"$ne":null}' are just uids that do not exist. Removes the
+  // token only; the uid's failure state stays until its window ends (one round trip).
   async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
     assertInvalidateArgs(uid, tokenHash);
     // With a hash, only the record that still holds it (a token stored meanwhile survives).
-    await this.#collection.deleteOne(tokenHash === undefined ? { _id: uid } : { _id: uid, tokenHash });
+    await this.#collection.updateOne(
+      tokenHash === undefined ? { _id: uid } : { _id: uid, tokenHash },
+      removeToken(new Date()),
+    );
   }
 
   async clear(): Promise<void> {

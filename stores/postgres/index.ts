@@ -1,8 +1,21 @@
 import { PasswordlessError } from '../../src/errors.js';
 import { readOptions } from '../../src/options.js';
-import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from '../../src/store-args.js';
-import type { ConsumeOptions, ConsumeResult, TokenRecord, TokenStore } from '../../src/types.js';
-import { DEFAULT_TABLE, quoteTable, schemaSql } from './schema.js';
+import {
+  assertBudget,
+  assertConsumeArgs,
+  assertInvalidateArgs,
+  assertTokenRecord,
+} from '../../src/store-args.js';
+import type {
+  ConsumeFailure,
+  ConsumeOptions,
+  ConsumeResult,
+  FailureBudget,
+  StoreResult,
+  TokenRecord,
+  TokenStore,
+} from '../../src/types.js';
+import { DEFAULT_TABLE, PURGE_AT, quoteTable, schemaSql } from './schema.js';
 
 export { schemaSql } from './schema.js';
 
@@ -29,7 +42,7 @@ export interface PostgresStoreOptions {
   table?: string;
   /** Run `schemaSql(table)` (`CREATE … IF NOT EXISTS`) once before the first query; `false` when migrations create it. Default: `true`. */
   createTable?: boolean;
-  /** Milliseconds between purges of expired rows (one indexed `DELETE` on an unref()-ed timer). Default: `60000`. */
+  /** Milliseconds between purges of rows with nothing live (one indexed `DELETE` on an unref()-ed timer). Default: `60000`. */
   sweepInterval?: number;
 }
 
@@ -49,6 +62,8 @@ const CREATE_RACE_CODES = new Set(['23505', '42710', '42P07']);
 /** serialization_failure: only under REPEATABLE READ / SERIALIZABLE; the statement was rolled back, so a retry is safe. */
 const SERIALIZATION_FAILURE = '40001';
 const MAX_TRIES = 5;
+/** The last instant a JavaScript Date can hold; a failure window reaching past it ends there. */
+const MAX_DATE_MS = 8.64e15;
 
 // PostgreSQL `text` cannot hold NUL, and pg encodes a lone UTF-16 surrogate as U+FFFD. assertUid refuses both in a uid;
 // an origin is checked here (the core only ever sends same-site paths, which have neither).
@@ -68,53 +83,116 @@ function shown(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : typeof value;
 }
 
+/** Columns a new token replaces; a refused (locked) store keeps the row's own values. */
+const TOKEN_COLUMNS = ['token_hash', 'expires_at', 'origin', 'attempts', 'max_attempts', 'lockable'] as const;
+
 /** The statements of one table, built once with its escaped name; every value goes in as a `$n` parameter. */
 function statements(table: string) {
   const t = quoteTable(table);
+  // $6 lockable, $7 budget max (NULL without a budget), $8 the app's now. NULL anywhere makes it not true: stored.
+  const refused =
+    '(EXCLUDED.lockable AND cur.failures >= $7::integer AND cur.failures_until > $8::timestamptz)';
   return {
-    // One statement; replacing the uid's earlier token also resets its attempt count.
-    store: `INSERT INTO ${t} (uid, token_hash, expires_at, origin, attempts, max_attempts)
-VALUES ($1, $2, $3::timestamptz, $4, 0, $5)
-ON CONFLICT (uid) DO UPDATE SET token_hash = EXCLUDED.token_hash, expires_at = EXCLUDED.expires_at,
-  origin = EXCLUDED.origin, attempts = 0, max_attempts = EXCLUDED.max_attempts`,
+    // One statement. Replacing the uid's earlier token also resets its attempt count; the uid's failure count and
+    // window are never touched. A lockable record of a uid over its budget leaves the row as it was (every column set
+    // to its own value, under the row lock ON CONFLICT takes) and RETURNING reports the refusal with the lock's end.
+    // $1 uid, $2 token hash, $3 expires at, $4 origin, $5 max attempts, $6 lockable, $7 budget max, $8 the app's now.
+    store: `INSERT INTO ${t} AS cur (uid, token_hash, expires_at, origin, attempts, max_attempts, lockable)
+VALUES ($1, $2, $3::timestamptz, $4, 0, $5::integer, $6::boolean)
+ON CONFLICT (uid) DO UPDATE SET
+${TOKEN_COLUMNS.map((c) => `  ${c} = CASE WHEN ${refused} THEN cur.${c} ELSE EXCLUDED.${c} END`).join(',\n')}
+RETURNING ($6::boolean AND cur.failures >= $7::integer AND cur.failures_until > $8::timestamptz) IS TRUE AS locked,
+  extract(epoch FROM cur.failures_until)::float8 * 1000 AS locked_until`,
     // consume in ONE statement. `target` takes the uid's row lock (FOR UPDATE) before anything is decided, so every
     // consume of one uid runs after the previous one committed, and under READ COMMITTED the lock returns the newest
-    // row version (or none once a racing consume deleted it). The outcome is then computed from that locked row and
-    // applied by exactly one of the two data-modifying CTEs, whose conditions exclude each other:
-    //   expired                        → removed (reason 'expired'; a match on an expired row never succeeds)
-    //   hash matches, not keep         → removed (ok: single use)
-    //   hash matches, keep             → untouched (ok; allowTokenReuse)
-    //   mismatch, this try reaches max → removed (reason 'exhausted')
-    //   mismatch otherwise             → attempts + 1 (reason 'mismatch')
-    // $1 uid, $2 token hash, $3 keep, $4 the app's now (see docs/token-stores.md for why not the server's now()).
+    // row version (or none once a racing consume deleted it). From that locked row `target` decides the reason,
+    // `next` the uid's failure state afterwards, `plan` what happens to the row; exactly one of the two
+    // data-modifying CTEs applies it (their conditions exclude each other):
+    //   'missing' (no token, the row only holds failures), 'locked' → untouched
+    //   'expired', 'exhausted', 'ok' without keep → the token is void: the row is deleted, or, while the uid's failures
+    //                                               are live, only the token is cleared (NULL hash, -infinity)
+    //   'mismatch'                                 → attempts + 1
+    //   with a budget, a mismatch (or exhausted) counts one failure and restarts the window; 'ok' forgets them.
+    // $1 uid, $2 token hash, $3 keep, $4 the app's now (see docs/token-stores.md for why not the server's now()),
+    // $5 budget max and $6 now + budget window (both NULL without a budget).
     consume: `WITH target AS MATERIALIZED (
-  SELECT uid, origin, token_hash = $2 AS matched, expires_at > $4::timestamptz AS live,
-    (max_attempts IS NOT NULL AND attempts + 1 >= max_attempts) AS last_try
+  SELECT uid, origin, failures, failures_until,
+    CASE
+      WHEN token_hash IS NULL THEN 'missing'
+      WHEN (expires_at > $4::timestamptz) IS NOT TRUE THEN 'expired'
+      WHEN lockable AND failures >= $5::integer AND failures_until > $4::timestamptz THEN 'locked'
+      WHEN token_hash = $2 THEN 'ok'
+      WHEN max_attempts IS NOT NULL AND attempts + 1 >= max_attempts THEN 'exhausted'
+      ELSE 'mismatch'
+    END AS reason
   FROM ${t} WHERE uid = $1 FOR UPDATE
+), next AS (
+  SELECT uid, origin, reason, failures, failures_until,
+    reason IN ('expired', 'exhausted') OR (reason = 'ok' AND NOT $3::boolean) AS void,
+    CASE
+      WHEN $6::timestamptz IS NULL THEN failures
+      WHEN reason = 'ok' THEN 0
+      WHEN reason IN ('exhausted', 'mismatch')
+        THEN (CASE WHEN failures_until > $4::timestamptz THEN failures ELSE 0 END) + 1
+      ELSE failures
+    END AS next_failures,
+    CASE
+      WHEN $6::timestamptz IS NULL THEN failures_until
+      WHEN reason = 'ok' THEN NULL
+      WHEN reason IN ('exhausted', 'mismatch') THEN $6::timestamptz
+      ELSE failures_until
+    END AS next_until
+  FROM target
+), plan AS MATERIALIZED (
+  SELECT *,
+    CASE
+      WHEN void AND (next_until > $4::timestamptz) IS NOT TRUE THEN 'delete'
+      WHEN void OR reason = 'mismatch' OR (next_failures, next_until) IS DISTINCT FROM (failures, failures_until)
+        THEN 'update'
+    END AS action
+  FROM next
 ), removed AS (
-  DELETE FROM ${t} AS r USING target
-  WHERE r.uid = target.uid
-    AND (NOT target.live OR (target.matched AND NOT $3::boolean) OR (NOT target.matched AND target.last_try))
-  RETURNING r.uid
-), counted AS (
-  UPDATE ${t} AS c SET attempts = c.attempts + 1 FROM target
-  WHERE c.uid = target.uid AND target.live AND NOT target.matched AND NOT target.last_try
-  RETURNING c.uid
+  DELETE FROM ${t} AS r USING plan WHERE r.uid = plan.uid AND plan.action = 'delete'
+), changed AS (
+  UPDATE ${t} AS c SET
+    token_hash = CASE WHEN plan.void THEN NULL ELSE c.token_hash END,
+    expires_at = CASE WHEN plan.void THEN '-infinity'::timestamptz ELSE c.expires_at END,
+    origin = CASE WHEN plan.void THEN NULL ELSE c.origin END,
+    max_attempts = CASE WHEN plan.void THEN NULL ELSE c.max_attempts END,
+    lockable = c.lockable AND NOT plan.void,
+    attempts = CASE WHEN plan.void THEN 0 WHEN plan.reason = 'mismatch' THEN c.attempts + 1 ELSE c.attempts END,
+    failures = plan.next_failures,
+    failures_until = plan.next_until
+  FROM plan WHERE c.uid = plan.uid AND plan.action = 'update'
 )
-SELECT target.matched, target.live, target.origin, (SELECT count(*) FROM removed) AS removed FROM target`,
-    // With a hash, only the record that still holds it (a token stored meanwhile survives).
-    invalidate: `DELETE FROM ${t} WHERE uid = $1 AND ($2::text IS NULL OR token_hash = $2::text)`,
+SELECT reason, origin FROM plan`,
+    // With a hash, only the record that still holds it (a token stored meanwhile survives). The uid's failures
+    // outlive its token: while they are live only the token is cleared, otherwise the row goes. $3 the app's now.
+    invalidate: `WITH target AS MATERIALIZED (
+  SELECT uid, (failures_until > $3::timestamptz) IS TRUE AS failing
+  FROM ${t} WHERE uid = $1 AND token_hash IS NOT NULL AND ($2::text IS NULL OR token_hash = $2::text) FOR UPDATE
+), removed AS (
+  DELETE FROM ${t} AS r USING target WHERE r.uid = target.uid AND NOT target.failing
+)
+UPDATE ${t} AS c SET token_hash = NULL, expires_at = '-infinity'::timestamptz, origin = NULL, attempts = 0,
+  max_attempts = NULL, lockable = false
+FROM target WHERE c.uid = target.uid AND target.failing`,
     clear: `DELETE FROM ${t}`,
-    length: `SELECT count(*) AS n FROM ${t} WHERE expires_at > $1::timestamptz`,
-    purge: `DELETE FROM ${t} WHERE expires_at <= $1::timestamptz`,
+    // The second condition is implied by the first; it lets the planner use the purge index.
+    length: `SELECT count(*) AS n FROM ${t} WHERE expires_at > $1::timestamptz AND ${PURGE_AT} > $1::timestamptz`,
+    // A row goes once neither its token nor its uid's failures are live.
+    purge: `DELETE FROM ${t} WHERE ${PURGE_AT} <= $1::timestamptz`,
   };
 }
 
 interface ConsumeRow {
-  matched: boolean;
-  live: boolean;
+  reason: ConsumeFailure | 'ok';
   origin: string | null;
-  removed: number | string;
+}
+
+interface StoreRow {
+  locked: boolean;
+  locked_until: number | string | null;
 }
 
 /**
@@ -167,36 +245,51 @@ export class PostgresStore implements TokenStore {
     this.#timer.unref();
   }
 
-  async storeOrUpdate(record: TokenRecord): Promise<void> {
+  async storeOrUpdate(record: TokenRecord, budget?: FailureBudget): Promise<StoreResult> {
     assertTokenRecord(record);
+    assertBudget(budget);
     if (record.origin !== undefined && NOT_REPRESENTABLE.test(record.origin)) {
       throw new PasswordlessError(
         'INVALID_ARGUMENT',
         'storeOrUpdate(): PostgreSQL text cannot hold a NUL character or an unpaired UTF-16 surrogate in origin.',
       );
     }
-    await this.#query(this.#sql.store, [
+    const { rows } = await this.#query(this.#sql.store, [
       record.uid,
       record.tokenHash,
       record.expiresAt.toISOString(),
       record.origin ?? null,
       record.maxAttempts ?? null,
+      record.lockable === true,
+      budget?.max ?? null,
+      new Date().toISOString(),
     ]);
+    const row = rows[0] as StoreRow | undefined;
+    if (row?.locked === true && row.locked_until !== null)
+      return { lockedUntil: new Date(Number(row.locked_until)) };
   }
 
   async consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult> {
     assertConsumeArgs(uid, tokenHash, options);
-    const { rows } = await this.#query(this.#sql.consume, [uid, tokenHash, options.keep, this.#now()]);
+    const { budget } = options;
+    const now = Date.now();
+    const { rows } = await this.#query(this.#sql.consume, [
+      uid,
+      tokenHash,
+      options.keep,
+      new Date(now).toISOString(),
+      budget?.max ?? null,
+      budget ? new Date(Math.min(now + budget.window, MAX_DATE_MS)).toISOString() : null,
+    ]);
     const row = rows[0] as ConsumeRow | undefined;
     if (!row) return { ok: false, reason: 'missing' };
-    if (!row.live) return { ok: false, reason: 'expired' };
-    if (row.matched) return row.origin === null ? { ok: true } : { ok: true, origin: row.origin };
-    return Number(row.removed) > 0 ? { ok: false, reason: 'exhausted' } : { ok: false, reason: 'mismatch' };
+    if (row.reason === 'ok') return row.origin === null ? { ok: true } : { ok: true, origin: row.origin };
+    return { ok: false, reason: row.reason };
   }
 
   async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
     assertInvalidateArgs(uid, tokenHash);
-    await this.#query(this.#sql.invalidate, [uid, tokenHash ?? null]);
+    await this.#query(this.#sql.invalidate, [uid, tokenHash ?? null, this.#now()]);
   }
 
   async clear(): Promise<void> {

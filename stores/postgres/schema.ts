@@ -53,14 +53,14 @@ export function quoteTable(table: string): string {
 }
 
 /**
- * Name of the expiry index (unescaped; an index always lives in its table's schema). `<table>_expires_at_idx` when
- * that fits in 63 bytes; otherwise a prefix plus a hash of the full name, so two long table names never share an
- * index name (PostgreSQL's own truncation could make them collide and `IF NOT EXISTS` skip one).
+ * Name of the purge index (unescaped; an index always lives in its table's schema). `<table>_purge_idx` when that fits
+ * in 63 bytes; otherwise a prefix plus a hash of the full name, so two long table names never share an index name
+ * (PostgreSQL's own truncation could make them collide and `IF NOT EXISTS` skip one).
  */
-export function expiryIndexName(name: string): string {
-  const plain = `${name}_expires_at_idx`;
+export function purgeIndexName(name: string): string {
+  const plain = `${name}_purge_idx`;
   if (Buffer.byteLength(plain, 'utf8') <= MAX_IDENTIFIER_BYTES) return plain;
-  const suffix = `_${createHash('sha256').update(name, 'utf8').digest('hex').slice(0, 8)}_exp_idx`;
+  const suffix = `_${createHash('sha256').update(name, 'utf8').digest('hex').slice(0, 8)}_purge_idx`;
   let prefix = name;
   while (Buffer.byteLength(prefix + suffix, 'utf8') > MAX_IDENTIFIER_BYTES)
     prefix = [...prefix].slice(0, -1).join('');
@@ -68,27 +68,40 @@ export function expiryIndexName(name: string): string {
 }
 
 /**
- * The DDL of the token table and its expiry index, as one SQL string of two statements. PostgresStore runs exactly
+ * The instant from which a row holds nothing live: the later of its token's expiry and the end of its uid's failure
+ * window. The purge deletes by it, and the purge index is built on exactly this expression.
+ */
+export const PURGE_AT = 'GREATEST(expires_at, failures_until)';
+
+/**
+ * The DDL of the token table and its purge index, as one SQL string of two statements. PostgresStore runs exactly
  * this (unless `createTable: false`); run it yourself in a migration otherwise, e.g.
  * `await pool.query(schemaSql('passwordless_tokens'))` or paste its output into a migration file.
  *
- * - `uid` is the primary key: at most one pending token per user, and the index every statement looks rows up by.
- * - `token_hash` holds 64 lower-case hex characters (SHA-256 or HMAC-SHA256); the raw token is never stored.
- * - `expires_at` is compared with the app's clock on every read; the index serves the periodic purge.
- * - `attempts` counts wrong tries since the token was stored; the row is deleted when it reaches `max_attempts`.
+ * - `uid` is the primary key: one row per user, and the index every statement looks rows up by.
+ * - `token_hash` holds 64 lower-case hex characters (SHA-256 or HMAC-SHA256); the raw token is never stored. It is
+ *   NULL (and `expires_at` is `-infinity`) when the row has no pending token and is only kept for the uid's failures.
+ * - `expires_at` is compared with the app's clock on every read.
+ * - `attempts` counts wrong tries since the token was stored; the token is void when it reaches `max_attempts`.
+ * - `lockable` marks a short code, refused while its uid is over its failure budget.
+ * - `failures` counts the uid's wrong tokens across re-requests, forgotten at `failures_until`.
+ * - the index on `GREATEST(expires_at, failures_until)` serves the periodic purge of rows with nothing live.
  */
 export function schemaSql(table: string = DEFAULT_TABLE): string {
   const qualified = quoteTable(table);
-  const index = escapeIdentifier(expiryIndexName(parseTableName(table).name));
+  const index = escapeIdentifier(purgeIndexName(parseTableName(table).name));
   return [
     `CREATE TABLE IF NOT EXISTS ${qualified} (`,
     '  uid text PRIMARY KEY,',
-    '  token_hash text NOT NULL,',
+    '  token_hash text,',
     '  expires_at timestamptz NOT NULL,',
     '  origin text,',
     '  attempts integer NOT NULL DEFAULT 0,',
-    '  max_attempts integer',
+    '  max_attempts integer,',
+    '  lockable boolean NOT NULL DEFAULT false,',
+    '  failures integer NOT NULL DEFAULT 0,',
+    '  failures_until timestamptz',
     ');',
-    `CREATE INDEX IF NOT EXISTS ${index} ON ${qualified} (expires_at);`,
+    `CREATE INDEX IF NOT EXISTS ${index} ON ${qualified} ((${PURGE_AT}));`,
   ].join('\n');
 }

@@ -1,11 +1,18 @@
 import type { Cluster, Redis } from 'ioredis';
 import { PasswordlessError } from '../../src/errors.js';
 import { readOptions } from '../../src/options.js';
-import { assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from '../../src/store-args.js';
+import {
+  assertBudget,
+  assertConsumeArgs,
+  assertInvalidateArgs,
+  assertTokenRecord,
+} from '../../src/store-args.js';
 import type {
   ConsumeFailure,
   ConsumeOptions,
   ConsumeResult,
+  FailureBudget,
+  StoreResult,
   TokenRecord,
   TokenStore,
 } from '../../src/types.js';
@@ -16,9 +23,9 @@ export interface RedisStoreOptions {
   /** An ioredis `Redis` or `Cluster` the app created and owns; the store never connects, quits or redefines it. */
   client: Redis | Cluster;
   /**
-   * Put before every key: one key `${prefix}${uid}` per pending token. Glob characters are fine; it must not be the
-   * start of another prefix in the same database, or `clear()` of this store reaches into the other. Default:
-   * `'pwdless:'`.
+   * Put before every key: one key `${prefix}${uid}` per uid with a pending token or live failures. Glob characters
+   * are fine; it must not be the start of another prefix in the same database, or `clear()` of this store reaches into
+   * the other. Default: `'pwdless:'`.
    */
   prefix?: string;
 }
@@ -30,13 +37,17 @@ const OPTION_KEYS: Record<keyof RedisStoreOptions, true> = { client: true, prefi
 const SCAN_COUNT = 1000;
 /** Keys per UNLINK on a standalone server. */
 const UNLINK_BATCH = 500;
-const CONSUME_FAILURES: readonly ConsumeFailure[] = ['missing', 'expired', 'mismatch', 'exhausted'];
+const CONSUME_FAILURES: readonly ConsumeFailure[] = ['missing', 'expired', 'mismatch', 'exhausted', 'locked'];
+/** Script arguments for "no budget" and for a flag that is off / on. */
+const NONE = '';
+const OFF = '0';
+const ON = '1';
 
 /** The few ioredis methods the store calls, identical on Redis and Cluster; checked by duck typing. */
 interface Commands {
-  evalsha(sha: string, numkeys: number, ...args: string[]): Promise<unknown>;
-  eval(lua: string, numkeys: number, ...args: string[]): Promise<unknown>;
-  del(key: string): Promise<number>;
+  evalsha(sha: string, numkeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
+  eval(lua: string, numkeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
+  hget(key: Buffer, field: string): Promise<string | null>;
   unlink(...keys: Buffer[]): Promise<number>;
   scanBuffer(
     cursor: string,
@@ -50,7 +61,7 @@ interface Commands {
   options?: { keyPrefix?: string | Buffer };
 }
 
-const REQUIRED_METHODS = ['evalsha', 'eval', 'del', 'unlink', 'scanBuffer'] as const;
+const REQUIRED_METHODS = ['evalsha', 'eval', 'hget', 'unlink', 'scanBuffer'] as const;
 
 function describeValue(value: unknown): string {
   if (value === null) return 'null';
@@ -85,8 +96,9 @@ function scanPattern(prefix: Buffer): Buffer {
 }
 
 /**
- * Pending tokens in Redis (peer: ioredis), one hash per uid at `${prefix}${uid}` with a Redis expiry. Every operation
- * is one round trip; consume is one Lua script, so it is atomic across processes. See docs/token-stores.md.
+ * Pending tokens in Redis (peer: ioredis), one hash per uid at `${prefix}${uid}` holding the uid's pending token and
+ * its failure budget state, with a Redis expiry at the later of the two. Every call but `length()` and `clear()` is one
+ * round trip, one Lua script, so it is atomic across processes. See docs/token-stores.md.
  */
 export class RedisStore implements TokenStore {
   readonly #client: Commands;
@@ -134,33 +146,49 @@ export class RedisStore implements TokenStore {
     return `${this.#prefix}${uid}`;
   }
 
-  async storeOrUpdate(record: TokenRecord): Promise<void> {
+  async storeOrUpdate(record: TokenRecord, budget?: FailureBudget): Promise<StoreResult> {
     // assertUid (in assertTokenRecord) refuses lone surrogates, which UTF-8 would turn into one and the same key.
     assertTokenRecord(record);
+    assertBudget(budget);
     const expiresAt = String(record.expiresAt.getTime());
+    const lockable = record.lockable === true;
     const fields = ['h', record.tokenHash, 'e', expiresAt];
     if (record.origin !== undefined) fields.push('o', record.origin);
     if (record.maxAttempts !== undefined) fields.push('m', String(record.maxAttempts));
-    await this.#run(SCRIPTS.store, this.#key(record.uid), expiresAt, String(Date.now()), ...fields);
+    if (lockable) fields.push('k', ON);
+    const reply = await this.#run(
+      SCRIPTS.store,
+      this.#key(record.uid),
+      expiresAt,
+      String(Date.now()),
+      budget ? String(budget.max) : NONE,
+      lockable ? ON : OFF,
+      ...fields,
+    );
+    return parseStoreReply(reply);
   }
 
   async consume(uid: string, tokenHash: string, options: ConsumeOptions): Promise<ConsumeResult> {
     assertConsumeArgs(uid, tokenHash, options);
+    const { budget } = options;
+    const now = Date.now();
     const reply = await this.#run(
       SCRIPTS.consume,
       this.#key(uid),
       tokenHash,
-      String(Date.now()),
-      options.keep ? '1' : '0',
+      String(now),
+      options.keep ? ON : OFF,
+      budget ? String(budget.max) : NONE,
+      budget ? String(now + budget.window) : NONE,
     );
     return parseConsumeReply(reply);
   }
 
+  /** Removes the uid's pending token only: its failure state, while live, stays (one script, one exact key). */
   async invalidateUser(uid: string, tokenHash?: string): Promise<void> {
     assertInvalidateArgs(uid, tokenHash);
     // One exact key: a uid such as '*' is a name here, never a pattern.
-    if (tokenHash === undefined) await this.#client.del(this.#key(uid));
-    else await this.#run(SCRIPTS.invalidate, this.#key(uid), tokenHash);
+    await this.#run(SCRIPTS.invalidate, this.#key(uid), String(Date.now()), tokenHash ?? NONE);
   }
 
   /** Deletes every key of this prefix: SCAN (every master of a Cluster) and UNLINK in batches. Cost as `length()`. */
@@ -180,16 +208,34 @@ export class RedisStore implements TokenStore {
   }
 
   /**
-   * Number of pending tokens: SCAN over the whole database (every master of a Cluster), O(keys in the database) and
-   * one round trip per 1000 keys scanned. For metrics and tests, not for a request path.
+   * Number of pending tokens: SCAN over the whole database (every master of a Cluster), O(keys in the database), one
+   * round trip per 1000 keys scanned plus one per page with keys of this prefix, which checks their `e` (a key may hold
+   * only a uid's failures, or a token past its `e` kept for them). For metrics and tests, not for a request path.
    */
   async length(): Promise<number> {
     // SCAN may return a key twice (while Redis rehashes); count distinct keys. Expired keys are never returned.
     const seen = new Set<string>();
+    const cluster = this.#isCluster();
+    const now = String(Date.now());
+    let count = 0;
     await this.#scan(async (keys) => {
-      for (const key of keys) seen.add(key.toString('latin1'));
+      const names: Buffer[] = [];
+      for (const key of keys) {
+        const id = key.toString('latin1');
+        if (seen.has(id)) continue;
+        seen.add(id);
+        names.push(key.subarray(this.#clientPrefixLength));
+      }
+      if (names.length === 0) return;
+      if (!cluster) {
+        count += Number(await this.#run(SCRIPTS.count, names, now));
+        return;
+      }
+      // The keys of a page span slots: one HGET each, sent together and routed by the client.
+      const expiries = await Promise.all(names.map((name) => this.#client.hget(name, 'e').catch(notAHash)));
+      for (const e of expiries) if (e !== null && Number(e) > Number(now)) count += 1;
     });
-    return seen.size;
+    return count;
   }
 
   /** Resolves at once: the store created nothing, and the client belongs to the app, which quits it. */
@@ -201,12 +247,13 @@ export class RedisStore implements TokenStore {
 
   // EVALSHA, and EVAL once per server when it answers NOSCRIPT (after a restart or SCRIPT FLUSH); EVAL caches the
   // script for the next EVALSHA. Called on the client directly, so the app's client gets no commands defined on it.
-  async #run(script: LuaScript, key: string, ...args: string[]): Promise<unknown> {
+  async #run(script: LuaScript, keys: string | Buffer[], ...args: string[]): Promise<unknown> {
+    const names = typeof keys === 'string' ? [keys] : keys;
     try {
-      return await this.#client.evalsha(script.sha, 1, key, ...args);
+      return await this.#client.evalsha(script.sha, names.length, ...names, ...args);
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return await this.#client.eval(script.lua, 1, key, ...args);
+      return await this.#client.eval(script.lua, names.length, ...names, ...args);
     }
   }
 
@@ -231,6 +278,23 @@ export class RedisStore implements TokenStore {
       } while (cursor !== '0');
     }
   }
+}
+
+/** A foreign value at a key of the prefix (WRONGTYPE) is no pending token; any other error is the caller's. */
+function notAHash(err: unknown): null {
+  if (err instanceof Error && err.message.startsWith('WRONGTYPE')) return null;
+  throw err;
+}
+
+function parseStoreReply(reply: unknown): StoreResult {
+  if (Array.isArray(reply)) {
+    const [status, until] = reply as unknown[];
+    if (status === 'stored' || status === 'expired') return undefined;
+    if (status === 'locked' && typeof until === 'string' && /^\d+$/.test(until)) {
+      return { lockedUntil: new Date(Number(until)) };
+    }
+  }
+  throw new PasswordlessError('STORE_ERROR', 'RedisStore: unexpected reply from the store script.');
 }
 
 function parseConsumeReply(reply: unknown): ConsumeResult {

@@ -1,86 +1,217 @@
 import { createHash } from 'node:crypto';
 
-// Lua run by RedisStore. Each script touches exactly one key, KEYS[1] = `${prefix}${uid}`, so it is atomic on a
-// standalone server and routable on a Cluster (one key, one slot: no CROSSSLOT, whatever the uid contains).
+// Lua run by RedisStore. Each script of a uid touches exactly one key, KEYS[1] = `${prefix}${uid}`, so it is atomic on
+// a standalone server and routable on a Cluster (one key, one slot: no CROSSSLOT, whatever the uid contains). Only
+// COUNT_SCRIPT, for length() on a standalone server, reads several keys.
 //
-// The record is a hash with short field names (memory per pending token; see docs/token-stores.md):
+// The key is a hash with short field names (memory per pending token; see docs/token-stores.md). The token fields:
 //   h  hex SHA-256 / HMAC-SHA256 of the token (never the token itself)
 //   e  expiresAt in Unix milliseconds
 //   o  origin (absent when none)
 //   m  maxAttempts (absent means unlimited)
 //   a  wrong tries so far (absent means 0; created by HINCRBY)
-// The key also carries a Redis expiry (PEXPIREAT e), so Redis purges it without any call from the app.
+//   k  '1' when the token is lockable (a short code; absent for a link)
+// and the uid's failure budget state, which belongs to the uid, not to the token (absent until a counted failure):
+//   f  wrong tokens counted against the budget (consume with a budget, on a mismatch with a live token)
+//   u  the instant in Unix milliseconds at which f is forgotten (last counted failure + budget window)
+// Failures are live while u > now; f and u of a past u mean no failures (they are overwritten by the next one).
+// The key carries a Redis expiry (PEXPIREAT) at the later of e and a live u, so Redis purges it without any call from
+// the app. When the token goes (used without a budget, voided at m, expired, invalidated) while failures are live,
+// only the token fields go, and the key stays, expiring at u; otherwise the whole key goes (as on a success with a
+// budget, which also forgets the failures).
+//
+// Every instant is passed in from the app as a decimal string ("now" is the app's Date.now(), the clock that also made
+// e) and written back as that same string, so nothing depends on how the server formats a Lua number (a double)
+// passed to redis.call: PEXPIREAT needs an integer, and u must read back exactly as the app computed it.
 
 /**
- * storeOrUpdate in one step: drop the uid's earlier record (and with it its attempt count), then write the new one
- * with its expiry, unless it has expired already. Such a record is accepted and simply never stored, so it can never
- * work; PEXPIREAT (an absolute instant) is used rather than PX, which rejects a non-positive duration.
+ * Lua shared by the scripts below (prepended to each, so each script stays one self-contained EVAL).
+ *   TOKEN_FIELDS   the fields of the pending token (all but f and u)
+ *   liveUntil      the failure window end u as a string when it is after now (failures live), else nil
+ *   dropToken      removes the token: keeps the key with its failures until u while they are live, else DEL
+ *   laterOf        the later of two instants given as strings (nil-safe), to PEXPIREAT the key at max(e, u)
+ */
+const COMMON_LUA = `
+local TOKEN_FIELDS = {'h', 'e', 'o', 'm', 'a', 'k'}
+
+local function liveUntil(u, now)
+  local until_ms = tonumber(u)
+  if until_ms and until_ms > now then
+    return u
+  end
+  return nil
+end
+
+local function dropToken(key, failUntil)
+  if failUntil then
+    redis.call('HDEL', key, unpack(TOKEN_FIELDS))
+    redis.call('PEXPIREAT', key, failUntil)
+  else
+    redis.call('DEL', key)
+  end
+end
+
+local function laterOf(a, b)
+  if not a then return b end
+  if not b then return a end
+  if tonumber(b) > tonumber(a) then return b end
+  return a
+end
+`;
+
+/**
+ * storeOrUpdate in one step: with a budget, refuse a lockable record of a uid over it (f >= max while u is live) and
+ * answer the end of the lock. Otherwise drop the uid's earlier token (and with it its attempt count, but not its
+ * failures), then write the new one and set the key's expiry to the later of its expiresAt and a live failure window,
+ * unless the record has expired already. Such a record is accepted and simply never stored, so it can never work; the
+ * key then keeps only live failures, or goes. PEXPIREAT (an absolute instant) is used rather than PX, which rejects a
+ * non-positive duration.
  *
  * KEYS[1] record key. ARGV[1] expiresAt (ms), ARGV[2] now (ms, the app's clock, which also made expiresAt),
- * ARGV[3..] field/value pairs for HSET (h, e, and o / m when present).
- * Returns 1 when stored, 0 when the record was already expired.
+ * ARGV[3] the budget's max ('' without a budget), ARGV[4] '1' if the record is lockable, else '0',
+ * ARGV[5..] field/value pairs for HSET (h, e, and o / m / k when present).
+ * Returns {'stored'}, {'expired'} when the record was already expired (not written), or {'locked', u} when refused,
+ * u being the end of the lock in ms (as a string).
  */
-export const STORE_SCRIPT = `
-redis.call('DEL', KEYS[1])
-if tonumber(ARGV[1]) <= tonumber(ARGV[2]) then
-  return 0
+export const STORE_SCRIPT = `${COMMON_LUA}
+local key = KEYS[1]
+local now = tonumber(ARGV[2])
+local budgetMax = tonumber(ARGV[3])
+-- pcall: a foreign value at the key (WRONGTYPE) holds no failures; it is replaced (DEL below), as it always was.
+local fail = redis.pcall('HMGET', key, 'f', 'u')
+if fail.err then
+  fail = {}
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-return 1
+local failUntil = liveUntil(fail[2], now)
+if budgetMax and ARGV[4] == '1' and failUntil and (tonumber(fail[1]) or 0) >= budgetMax then
+  return {'locked', failUntil}
+end
+-- The earlier token goes; the failures stay while live (a new code never resets the count).
+dropToken(key, failUntil)
+if tonumber(ARGV[1]) <= now then
+  return {'expired'}
+end
+redis.call('HSET', key, unpack(ARGV, 5))
+redis.call('PEXPIREAT', key, laterOf(ARGV[1], failUntil))
+return {'stored'}
 `;
 
 /**
  * consume in one step, so two concurrent requests with one single-use token cannot both succeed, and concurrent wrong
- * guesses are each counted:
- *   no record                 → {'missing'}
- *   e <= now (or e unreadable) → delete, {'expired'}  (Redis may not have purged it yet: clocks, lazy expiry)
- *   h equals the given hash   → delete unless keep, {'ok'} or {'ok', origin}
- *   otherwise                 → HINCRBY a; at a >= m delete, {'exhausted'}; else {'mismatch'}
- * The comparison is of two hashes, never of tokens. In Redis's Lua 5.1 every string is interned, so `==` compares two
+ * guesses are each counted (per token and against the budget):
+ *   no token (no key, or only failures)    → {'missing'}, nothing counted
+ *   e <= now (or e unreadable)             → drop the token, {'expired'}  (Redis may not have purged it yet: clocks,
+ *                                            lazy expiry, or the key is kept for live failures)
+ *   budget, k = '1', live u and f >= max   → {'locked'}: not compared, nothing counted
+ *   h equals the given hash                → with a budget, forget the failures (DEL, or HDEL f u when keeping);
+ *                                            drop the token unless keep; {'ok'} or {'ok', origin}
+ *   otherwise                              → with a budget, f = (live ? f : 0) + 1 and u = now + window;
+ *                                            HINCRBY a; at a >= m drop the token, {'exhausted'}; else {'mismatch'}
+ * The comparison is of two hashes, never of tokens. In Redis's Lua 5.1 every string is interned, so \`==\` compares two
  * pointers; a timing difference could at most hint at a hash the attacker cannot invert (and nothing at all with the
- * `secret` of init, as an HMAC).
+ * \`secret\` of init, as an HMAC).
  *
- * KEYS[1] record key. ARGV[1] tokenHash, ARGV[2] now (ms), ARGV[3] '1' to keep the record on a match, else '0'.
+ * KEYS[1] record key. ARGV[1] tokenHash, ARGV[2] now (ms), ARGV[3] '1' to keep the record on a match, else '0',
+ * ARGV[4] the budget's max and ARGV[5] now + the budget's window (ms), both '' without a budget.
  */
-export const CONSUME_SCRIPT = `
-local rec = redis.call('HMGET', KEYS[1], 'h', 'e', 'o', 'm')
+export const CONSUME_SCRIPT = `${COMMON_LUA}
+local key = KEYS[1]
+local now = tonumber(ARGV[2])
+local budgetMax = tonumber(ARGV[4])
+local rec = redis.call('HMGET', key, 'h', 'e', 'o', 'm', 'k', 'f', 'u')
 local hash = rec[1]
+local failUntil = liveUntil(rec[7], now)
 if not hash then
   return {'missing'}
 end
 local expiresAt = tonumber(rec[2])
-if not expiresAt or expiresAt <= tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
+if not expiresAt or expiresAt <= now then
+  dropToken(key, failUntil)
   return {'expired'}
 end
+-- Over the budget, a code is not even compared: guessing on is pointless, and nothing more is counted.
+if budgetMax and rec[5] == '1' and failUntil and (tonumber(rec[6]) or 0) >= budgetMax then
+  return {'locked'}
+end
 if hash == ARGV[1] then
-  if ARGV[3] ~= '1' then
-    redis.call('DEL', KEYS[1])
+  if ARGV[3] == '1' then
+    if budgetMax then
+      redis.call('HDEL', key, 'f', 'u')
+      redis.call('PEXPIREAT', key, rec[2])
+    end
+  elseif budgetMax then
+    redis.call('DEL', key)
+  else
+    dropToken(key, failUntil)
   end
   if rec[3] then
     return {'ok', rec[3]}
   end
   return {'ok'}
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'a', 1)
+if budgetMax then
+  -- A failure of a past window starts the count again; each counted failure moves the window on.
+  if failUntil then
+    redis.call('HINCRBY', key, 'f', 1)
+  else
+    redis.call('HSET', key, 'f', '1')
+  end
+  failUntil = ARGV[5]
+  redis.call('HSET', key, 'u', failUntil)
+  redis.call('PEXPIREAT', key, laterOf(rec[2], failUntil))
+end
+local attempts = redis.call('HINCRBY', key, 'a', 1)
 local max = tonumber(rec[4])
 if max and attempts >= max then
-  redis.call('DEL', KEYS[1])
+  dropToken(key, failUntil)
   return {'exhausted'}
 end
 return {'mismatch'}
 `;
 
 /**
- * invalidateUser(uid, tokenHash): delete the uid's record only if it still holds that hash, in one step, so that a
- * token stored meanwhile by another request survives. KEYS[1] the uid's key; ARGV[1] the hash.
+ * invalidateUser(uid[, tokenHash]) in one step: drop the uid's pending token (keeping the key for its failures while
+ * they are live, as a token voided otherwise), with a tokenHash only if the key still holds that hash, so that a token
+ * stored meanwhile by another request survives. A key with no token is left as it is.
+ * KEYS[1] the uid's key; ARGV[1] now (ms); ARGV[2] the hash, or '' for any token.
+ * Returns 1 when a token was dropped, else 0.
  */
-export const INVALIDATE_SCRIPT = `
-if redis.call('HGET', KEYS[1], 'h') == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+export const INVALIDATE_SCRIPT = `${COMMON_LUA}
+local key = KEYS[1]
+local rec = redis.pcall('HMGET', key, 'h', 'u')
+if rec.err then
+  -- A foreign value at the key (WRONGTYPE): without a hash it goes, as any token of the uid; with one, the error.
+  if ARGV[2] ~= '' then
+    return rec
+  end
+  return redis.call('DEL', key)
 end
-return 0
+if not rec[1] or (ARGV[2] ~= '' and rec[1] ~= ARGV[2]) then
+  return 0
+end
+dropToken(key, liveUntil(rec[2], tonumber(ARGV[1])))
+return 1
+`;
+
+/**
+ * length() on a standalone server, one call per SCAN page: how many of the given keys hold a pending token, i.e. an
+ * `e` after now. A key may live on without one (only a uid's live failures) or with one past its `e` (kept for live
+ * failures, not yet consumed). The only script with several keys, and read-only; on a Cluster, where the keys of a
+ * page span slots (CROSSSLOT), the store sends one HGET per key instead.
+ * KEYS the scanned keys of this store; ARGV[1] now (ms). Returns the count (a key that is not a hash counts 0).
+ */
+export const COUNT_SCRIPT = `
+local now = tonumber(ARGV[1])
+local n = 0
+for _, key in ipairs(KEYS) do
+  -- pcall: a foreign value at a key of the prefix (WRONGTYPE) is no pending token, and fails no count.
+  local e = redis.pcall('HGET', key, 'e')
+  local expiresAt = type(e) == 'string' and tonumber(e)
+  if expiresAt and expiresAt > now then
+    n = n + 1
+  end
+end
+return n
 `;
 
 /** A Lua script with the SHA-1 that EVALSHA names it by. */
@@ -100,4 +231,5 @@ export const SCRIPTS = Object.freeze({
   store: script(STORE_SCRIPT),
   consume: script(CONSUME_SCRIPT),
   invalidate: script(INVALIDATE_SCRIPT),
+  count: script(COUNT_SCRIPT),
 });

@@ -1,8 +1,8 @@
 import {
   type ConsumeOptions,
   type ConsumeResult,
-  type StoreResult,
   MemoryStore,
+  type StoreResult,
   type TokenRecord,
   type TokenStore,
 } from 'express-passwordless';

@@ -1,8 +1,9 @@
 import type { MongoClient } from 'mongodb';
 
 // A stand-in for the parts of the mongodb driver that MongoStore calls, for tests on a machine without a server.
-// It interprets the filters and updates the way the server does (for the operators it knows; anything else throws,
-// so a store that starts sending something new fails loudly instead of being matched wrongly), records every call,
+// It interprets the filters, the aggregation expressions and the update pipelines ($set, $unset, $replaceWith) the way
+// the server does, for the operators the store uses; anything else throws (classic update operators included), so a
+// store that starts sending something new fails loudly instead of being matched wrongly. It records every call,
 // and applies each operation synchronously in one tick: operations are atomic, as single-document writes are on a
 // server. With `seed`, each operation waits a pseudo-random 0–2 event-loop turns first, so concurrent calls
 // interleave in varying (but reproducible) orders.
@@ -117,21 +118,54 @@ function matchField(value: unknown, condition: unknown): boolean {
   return sameValue(value, condition);
 }
 
+// Aggregation truthiness: false, null, 0 and missing are false; everything else (even '' and []) is true.
+function truthy(value: unknown): boolean {
+  return value !== false && value !== null && value !== undefined && value !== 0;
+}
+
+function storableField(field: string): string {
+  if (field.startsWith('$') || field.includes('.') || field.length === 0) fail(`bad field name ${field}`);
+  return field;
+}
+
+// An aggregation expression, as in `$expr` and in update pipelines. `undefined` stands for "missing".
 function evalExpr(expr: unknown, doc: Doc): unknown {
   if (typeof expr === 'string') {
-    if (expr.startsWith('$$')) fail(`variables are not supported: ${expr}`);
+    if (expr === '$$ROOT') return doc;
+    if (expr.startsWith('$$')) fail(`variables other than $$ROOT are not supported: ${expr}`);
     return expr.startsWith('$') ? fieldOf(doc, expr.slice(1)) : expr;
   }
   if (Array.isArray(expr)) return fail('an array is not an expression');
   if (!isPlainObject(expr)) return expr;
-  const entries = Object.entries(expr);
-  if (entries.length !== 1 || !entries[0]![0].startsWith('$')) fail('an expression object has one $operator');
-  const [op, rawArgs] = entries[0]!;
-  if (op === '$literal') return rawArgs;
+  const keys = Object.keys(expr);
+  // An expression object { a: <expr>, … }: a field whose expression is missing is left out, as on the server.
+  if (keys.length > 0 && keys.every((k) => !k.startsWith('$'))) {
+    const out: Doc = {};
+    for (const [k, v] of Object.entries(expr)) {
+      const value = evalExpr(v, doc);
+      if (value !== undefined) out[storableField(k)] = value;
+    }
+    return out;
+  }
+  if (keys.length !== 1 || !keys[0]!.startsWith('$')) fail('an expression object has one $operator');
+  const [op, rawArgs] = Object.entries(expr)[0]!;
+  if (op === '$literal') {
+    if (isPlainObject(rawArgs) || Array.isArray(rawArgs))
+      fail('$literal of an object or array is not supported');
+    return rawArgs;
+  }
   if (!Array.isArray(rawArgs)) return fail(`${op} takes an array`);
+  const arity = (n: number) => {
+    if (rawArgs.length !== n) fail(`${op} takes ${n} argument(s)`);
+  };
+  // $cond evaluates only the branch it takes.
+  if (op === '$cond') {
+    arity(3);
+    return truthy(evalExpr(rawArgs[0], doc)) ? evalExpr(rawArgs[1], doc) : evalExpr(rawArgs[2], doc);
+  }
   const args = rawArgs.map((a) => evalExpr(a, doc));
   const pair = (): [unknown, unknown] => {
-    if (args.length !== 2) fail(`${op} takes two arguments`);
+    arity(2);
     return [args[0], args[1]];
   };
   switch (op) {
@@ -146,9 +180,29 @@ function evalExpr(expr: unknown, doc: Doc): unknown {
     case '$eq':
       return compare(...pair()) === 0;
     case '$and':
-      return args.every(Boolean);
+      return args.every(truthy);
     case '$or':
-      return args.some(Boolean);
+      return args.some(truthy);
+    case '$not':
+      arity(1);
+      return !truthy(args[0]);
+    case '$isNumber':
+      arity(1);
+      return typeof args[0] === 'number';
+    case '$ifNull': {
+      const [value, replacement] = pair();
+      return value === null || value === undefined ? replacement : value;
+    }
+    case '$add':
+      // null or missing makes the sum null, as on the server.
+      if (args.some((a) => a === null || a === undefined)) return null;
+      if (!args.every((a) => typeof a === 'number')) fail('$add of anything but numbers is not supported');
+      return (args as number[]).reduce((sum, a) => sum + a, 0);
+    case '$max': {
+      // null and missing are ignored; none left gives null.
+      const present = args.filter((a) => a !== null && a !== undefined);
+      return present.length === 0 ? null : present.reduce((m, a) => (compare(a, m) > 0 ? a : m));
+    }
     default:
       return fail(`unsupported expression operator ${op}`);
   }
@@ -166,7 +220,7 @@ export function matches(doc: Doc, filter: unknown): boolean {
         if (!Array.isArray(condition) || condition.length === 0) fail('$and takes a non-empty array');
         return condition.every((f) => matches(doc, f));
       case '$expr':
-        return Boolean(evalExpr(condition, doc));
+        return truthy(evalExpr(condition, doc));
       default:
         if (key.startsWith('$')) fail(`unsupported top-level operator ${key}`);
         return matchField(fieldOf(doc, key), condition);
@@ -174,24 +228,53 @@ export function matches(doc: Doc, filter: unknown): boolean {
   });
 }
 
-function applyUpdate(doc: Doc, update: unknown): void {
-  if (Array.isArray(update)) fail('pipeline updates are not supported');
-  if (!isOperatorObject(update)) fail('an update is an object of $operators');
-  for (const [op, fields] of Object.entries(update)) {
-    if (!isPlainObject(fields)) fail(`${op} takes an object`);
-    for (const [field, value] of Object.entries(fields)) {
-      if (field === '_id') fail('_id is immutable');
-      if (op === '$inc') {
-        const current = doc[field] ?? 0;
-        if (typeof current !== 'number' || typeof value !== 'number') fail('$inc needs numbers');
-        doc[field] = current + value;
-      } else if (op === '$set') {
-        doc[field] = value === undefined ? null : structuredClone(value);
-      } else {
-        fail(`unsupported update operator ${op}`);
+// Update pipelines only (the stages the store sends); the result is a new document, _id unchanged.
+function applyUpdate(doc: Doc, update: unknown): Doc {
+  if (!Array.isArray(update) || update.length === 0)
+    fail('only update pipelines (non-empty arrays) are supported');
+  let current: Doc = structuredClone(doc);
+  for (const stage of update) {
+    if (!isPlainObject(stage) || Object.keys(stage).length !== 1) fail('a pipeline stage is { $stage: … }');
+    const [name, spec] = Object.entries(stage)[0]!;
+    switch (name) {
+      case '$set': {
+        if (!isPlainObject(spec) || Object.keys(spec).length === 0) fail('$set takes a non-empty object');
+        // Every expression sees the stage's input; a missing result removes the field.
+        const next: Doc = { ...current };
+        for (const [field, expr] of Object.entries(spec)) {
+          if (storableField(field) === '_id') fail('_id is immutable');
+          const value = evalExpr(expr, current);
+          if (value === undefined) delete next[field];
+          else next[field] = structuredClone(value);
+        }
+        current = next;
+        break;
       }
+      case '$unset': {
+        const fields = typeof spec === 'string' ? [spec] : spec;
+        if (!Array.isArray(fields) || fields.length === 0)
+          fail('$unset takes a field name or an array of them');
+        const next: Doc = { ...current };
+        for (const field of fields) {
+          if (typeof field !== 'string' || storableField(field) === '_id')
+            fail('$unset takes field names, not _id');
+          delete next[field];
+        }
+        current = next;
+        break;
+      }
+      case '$replaceWith': {
+        const replacement = evalExpr(spec, current);
+        if (!isPlainObject(replacement)) fail('$replaceWith needs a document');
+        if (!sameValue(replacement._id, current._id)) fail('_id is immutable ($replaceWith must keep it)');
+        current = structuredClone(replacement);
+        break;
+      }
+      default:
+        fail(`unsupported pipeline stage ${name}`);
     }
   }
+  return current;
 }
 
 function project(doc: Doc, projection: unknown): Doc {
@@ -273,39 +356,36 @@ export class FakeCollection {
   findOneAndUpdate(filter: unknown, update: unknown, options?: unknown): Promise<Doc | null> {
     return this.client.run(this.name, 'findOneAndUpdate', [filter, update, options], () => {
       const opts = optionsOf(options);
-      if (opts.upsert) fail('upsert is not supported in findOneAndUpdate');
-      const doc = this.docs.find((d) => matches(d, filter));
-      if (!doc) return null;
-      const before = structuredClone(doc);
-      applyUpdate(doc, update);
-      return project(opts.returnDocument === 'after' ? doc : before, opts.projection);
+      const { before, after } = this.#update(filter, update, opts.upsert === true);
+      const returned = opts.returnDocument === 'after' ? after : before;
+      return returned ? project(returned, opts.projection) : null;
     });
   }
 
-  replaceOne(
-    filter: unknown,
-    replacement: unknown,
-    options?: unknown,
-  ): Promise<{ matchedCount: number; upsertedCount: number }> {
-    return this.client.run(this.name, 'replaceOne', [filter, replacement, options], () => {
-      if (!isPlainObject(replacement) || Object.keys(replacement).some((k) => k.startsWith('$'))) {
-        fail('a replacement is a document without $operators');
-      }
-      // The driver's default (ignoreUndefined: false) sends an undefined field as null.
-      const stored: Doc = {};
-      for (const [k, v] of Object.entries(replacement))
-        stored[k] = v === undefined ? null : structuredClone(v);
-      const i = this.docs.findIndex((d) => matches(d, filter));
-      if (i >= 0) {
-        this.docs[i] = { _id: this.docs[i]!._id, ...stored };
-        return { matchedCount: 1, upsertedCount: 0 };
-      }
-      if (!optionsOf(options).upsert) return { matchedCount: 0, upsertedCount: 0 };
-      const id = isPlainObject(filter) ? filter._id : undefined;
-      if (typeof id !== 'string') fail('upsert needs an equality on _id in the filter');
-      this.docs.push({ _id: id, ...stored });
-      return { matchedCount: 0, upsertedCount: 1 };
+  updateOne(filter: unknown, update: unknown): Promise<{ matchedCount: number; upsertedCount: number }> {
+    return this.client.run(this.name, 'updateOne', [filter, update], () => {
+      const { before, after } = this.#update(filter, update, false);
+      return { matchedCount: before ? 1 : 0, upsertedCount: !before && after ? 1 : 0 };
     });
+  }
+
+  // One atomic single-document update. An upsert that matches nothing inserts { _id } from the filter, which must be
+  // exactly { _id: string } (the server would copy any other equality into the new document; the store sends none).
+  #update(filter: unknown, update: unknown, upsert: boolean): { before: Doc | null; after: Doc | null } {
+    const i = this.docs.findIndex((d) => matches(d, filter));
+    if (i >= 0) {
+      const before = this.docs[i]!;
+      const after = applyUpdate(before, update);
+      this.docs[i] = after;
+      return { before, after };
+    }
+    if (!upsert) return { before: null, after: null };
+    if (!isPlainObject(filter) || Object.keys(filter).length !== 1 || typeof filter._id !== 'string') {
+      fail('an upsert needs the filter { _id: string }');
+    }
+    const after = applyUpdate({ _id: filter._id }, update);
+    this.docs.push(after);
+    return { before: null, after };
   }
 
   deleteOne(filter: unknown): Promise<{ deletedCount: number }> {

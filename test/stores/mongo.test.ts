@@ -50,7 +50,7 @@ if (!url) {
 
     tokenStoreContract('contract', make);
 
-    it('creates a TTL index { expiresAt: 1 } with expireAfterSeconds 0', async () => {
+    it('creates a TTL index { purgeAt: 1 } with expireAfterSeconds 0', async () => {
       const store = make();
       await store.storeOrUpdate({
         uid: 'alice',
@@ -58,13 +58,11 @@ if (!url) {
         expiresAt: new Date(Date.now() + 60_000),
       });
       const indexes = await client.db().collection(collection).indexes();
-      expect(indexes).toContainEqual(
-        expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }),
-      );
+      expect(indexes).toContainEqual(expect.objectContaining({ key: { purgeAt: 1 }, expireAfterSeconds: 0 }));
       await store.close();
     });
 
-    it('stores { _id: uid, tokenHash, expiresAt, attempts } and the hash, never a token', async () => {
+    it('stores { _id: uid, tokenHash, expiresAt, attempts, purgeAt } and the hash, never a token', async () => {
       const store = make();
       const tokenHash = hash();
       const expiresAt = new Date(Date.now() + 60_000);
@@ -73,7 +71,78 @@ if (!url) {
         .db()
         .collection(collection)
         .findOne({ _id: 'doc-shape' as never });
-      expect(doc).toEqual({ _id: 'doc-shape', tokenHash, expiresAt, attempts: 0, maxAttempts: 5 });
+      expect(doc).toEqual({
+        _id: 'doc-shape',
+        tokenHash,
+        expiresAt,
+        attempts: 0,
+        maxAttempts: 5,
+        purgeAt: expiresAt,
+      });
+      await store.close();
+    });
+
+    it('keeps only the failures (purgeAt = failuresUntil) once the token is voided, and carries them to a new token', async () => {
+      const store = make();
+      const budget = { max: 10, window: 60_000 };
+      const uid = 'doc-failures';
+      const code = () => ({
+        uid,
+        tokenHash: hash(),
+        expiresAt: new Date(Date.now() + 60_000),
+        maxAttempts: 2,
+        lockable: true,
+      });
+      await store.storeOrUpdate(code(), budget);
+      expect(await store.consume(uid, hash(), { keep: false, budget })).toEqual({
+        ok: false,
+        reason: 'mismatch',
+      });
+      expect(await store.consume(uid, hash(), { keep: false, budget })).toEqual({
+        ok: false,
+        reason: 'exhausted',
+      });
+      const docs = client.db().collection(collection);
+      const voided = await docs.findOne({ _id: uid as never });
+      expect(voided).toEqual({
+        _id: uid,
+        failures: 2,
+        failuresUntil: expect.any(Date),
+        purgeAt: voided?.failuresUntil,
+      });
+      const next = code();
+      expect(await store.storeOrUpdate(next, budget)).toBeUndefined();
+      expect(await docs.findOne({ _id: uid as never })).toEqual({
+        _id: uid,
+        tokenHash: next.tokenHash,
+        expiresAt: next.expiresAt,
+        attempts: 0,
+        maxAttempts: 2,
+        lockable: true,
+        failures: 2,
+        failuresUntil: voided?.failuresUntil,
+        purgeAt: next.expiresAt,
+      });
+      await store.close();
+    });
+
+    it('a lockable record is refused while locked, with lockedUntil = failuresUntil, leaving the document as it is', async () => {
+      const store = make();
+      const budget = { max: 2, window: 60_000 };
+      const uid = 'doc-locked';
+      const code = () => ({
+        uid,
+        tokenHash: hash(),
+        expiresAt: new Date(Date.now() + 60_000),
+        lockable: true,
+      });
+      await store.storeOrUpdate(code(), budget);
+      await store.consume(uid, hash(), { keep: false, budget });
+      await store.consume(uid, hash(), { keep: false, budget });
+      const docs = client.db().collection(collection);
+      const before = await docs.findOne({ _id: uid as never });
+      expect(await store.storeOrUpdate(code(), budget)).toEqual({ lockedUntil: before?.failuresUntil });
+      expect(await docs.findOne({ _id: uid as never })).toEqual(before);
       await store.close();
     });
 

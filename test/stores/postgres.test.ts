@@ -7,8 +7,9 @@ import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashToken } from '../../src/token.js';
+import type { TokenRecord } from '../../src/types.js';
 import { type PgQueryable, PostgresStore, schemaSql } from '../../stores/postgres/index.js';
-import { escapeIdentifier, expiryIndexName, quoteTable } from '../../stores/postgres/schema.js';
+import { escapeIdentifier, purgeIndexName, quoteTable } from '../../stores/postgres/schema.js';
 import { createApp, linkQuery } from '../helpers/create-app.js';
 import { describeWithServer } from '../helpers/server.js';
 
@@ -161,13 +162,13 @@ describe('PostgresStore without a server', () => {
     expect(quoteTable('a"b.c"d')).toBe('"a""b"."c""d"');
   });
 
-  it('names the expiry index within 63 bytes, distinctly for long table names', () => {
-    expect(expiryIndexName('passwordless_tokens')).toBe('passwordless_tokens_expires_at_idx');
-    const a = expiryIndexName(`${'x'.repeat(60)}a`);
-    const b = expiryIndexName(`${'x'.repeat(60)}b`);
+  it('names the purge index within 63 bytes, distinctly for long table names', () => {
+    expect(purgeIndexName('passwordless_tokens')).toBe('passwordless_tokens_purge_idx');
+    const a = purgeIndexName(`${'x'.repeat(60)}a`);
+    const b = purgeIndexName(`${'x'.repeat(60)}b`);
     expect(Buffer.byteLength(a)).toBeLessThanOrEqual(63);
     expect(a).not.toBe(b);
-    expect(Buffer.byteLength(expiryIndexName('é'.repeat(31)))).toBeLessThanOrEqual(63);
+    expect(Buffer.byteLength(purgeIndexName('é'.repeat(31)))).toBeLessThanOrEqual(63);
   });
 
   it('validates arguments before any query is sent', async () => {
@@ -199,6 +200,15 @@ describe('PostgresStore without a server', () => {
       code: 'INVALID_ARGUMENT',
     });
     await expect(store.invalidateUser('a\uDC00')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.storeOrUpdate({ ...record, lockable: 1 as never })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(store.storeOrUpdate(record, { max: 0, window: 1000 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(
+      store.consume('alice', newHash(), { keep: false, budget: { max: 3, window: 1.5 } }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(pool.query).not.toHaveBeenCalled();
     await store.close();
   });
@@ -334,7 +344,7 @@ describePg('PostgresStore on PostgreSQL', () => {
       await store.close();
     });
 
-    it('creates the table with the documented columns and the expiry index', async () => {
+    it('creates the table with the documented columns and the purge index', async () => {
       const table = newTable('schema');
       const store = new PostgresStore({ pool, table });
       await store.length();
@@ -345,17 +355,22 @@ describePg('PostgresStore on PostgreSQL', () => {
       );
       expect(columns.rows).toEqual([
         { column_name: 'uid', data_type: 'text', is_nullable: 'NO' },
-        { column_name: 'token_hash', data_type: 'text', is_nullable: 'NO' },
+        { column_name: 'token_hash', data_type: 'text', is_nullable: 'YES' },
         { column_name: 'expires_at', data_type: 'timestamp with time zone', is_nullable: 'NO' },
         { column_name: 'origin', data_type: 'text', is_nullable: 'YES' },
         { column_name: 'attempts', data_type: 'integer', is_nullable: 'NO' },
         { column_name: 'max_attempts', data_type: 'integer', is_nullable: 'YES' },
+        { column_name: 'lockable', data_type: 'boolean', is_nullable: 'NO' },
+        { column_name: 'failures', data_type: 'integer', is_nullable: 'NO' },
+        { column_name: 'failures_until', data_type: 'timestamp with time zone', is_nullable: 'YES' },
       ]);
       const indexes = await pool.query(
         'SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname',
         [table],
       );
-      expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/USING btree \(expires_at\)/);
+      expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(
+        /_purge_idx ON .* USING btree \(GREATEST\(expires_at, failures_until\)\)/,
+      );
       expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/UNIQUE INDEX .* USING btree \(uid\)/);
       await store.close();
     });
@@ -419,6 +434,249 @@ describePg('PostgresStore on PostgreSQL', () => {
       expect((await store.consume('Alice', a, { keep: false })).ok).toBe(true);
       expect((await store.consume('alice ', b, { keep: false })).ok).toBe(true);
       await store.close();
+    });
+  });
+
+  describe('failure budget', () => {
+    const budget = { max: 3, window: 60_000 };
+    const code = (tokenHash = newHash(), extra: Partial<TokenRecord> = {}): TokenRecord => ({
+      uid: 'alice',
+      tokenHash,
+      expiresAt: inFuture(),
+      lockable: true,
+      ...extra,
+    });
+    const guess = (store: PostgresStore, b = budget) =>
+      store.consume('alice', newHash(), { keep: false, budget: b });
+    const rowOf = async (table: string) =>
+      (
+        await pool.query(
+          `SELECT token_hash, expires_at = '-infinity' AS no_expiry, attempts, lockable, failures,
+             failures_until FROM ${quoteTable(table)} WHERE uid = 'alice'`,
+        )
+      ).rows[0];
+
+    it('a token voided at maxAttempts leaves the row with the failures only, and a new code stays locked', async () => {
+      const table = newTable('voided');
+      const store = new PostgresStore({ pool, table });
+      await store.storeOrUpdate(code(newHash(), { maxAttempts: 2 }), budget);
+      expect(await guess(store)).toEqual({ ok: false, reason: 'mismatch' });
+      expect(await guess(store)).toEqual({ ok: false, reason: 'exhausted' });
+      const row = await rowOf(table);
+      expect(row).toMatchObject({
+        token_hash: null,
+        no_expiry: true,
+        attempts: 0,
+        lockable: false,
+        failures: 2,
+      });
+      expect(row.failures_until.getTime()).toBeGreaterThan(Date.now());
+      expect(await store.length()).toBe(0);
+      // Nothing is pending: guesses find nothing and are not counted.
+      expect(await guess(store)).toEqual({ ok: false, reason: 'missing' });
+      expect((await rowOf(table)).failures).toBe(2);
+      const next = newHash();
+      expect(await store.storeOrUpdate(code(next), budget)).toBeUndefined();
+      expect(await guess(store)).toEqual({ ok: false, reason: 'mismatch' });
+      expect(await store.consume('alice', next, { keep: false, budget })).toEqual({
+        ok: false,
+        reason: 'locked',
+      });
+      expect(await store.storeOrUpdate(code(), budget)).toEqual({ lockedUntil: expect.any(Date) });
+      await store.close();
+    });
+
+    it('a refused store leaves the row exactly as it was, and lockedUntil is the end of the window', async () => {
+      const table = newTable('refused');
+      const store = new PostgresStore({ pool, table });
+      const link = newHash();
+      await store.storeOrUpdate(
+        { uid: 'alice', tokenHash: link, expiresAt: inFuture(), origin: '/a' },
+        budget,
+      );
+      // Wrong tries against a link count for the uid too; the link itself is not lockable.
+      for (let i = 0; i < 3; i++) expect(await guess(store)).toEqual({ ok: false, reason: 'mismatch' });
+      const before = await rowOf(table);
+      const refused = await store.storeOrUpdate(code(), budget);
+      expect(refused).toEqual({ lockedUntil: before.failures_until });
+      expect(await rowOf(table)).toEqual(before);
+      expect(await store.consume('alice', link, { keep: false, budget })).toEqual({ ok: true, origin: '/a' });
+      expect(await rowsOf(table)).toEqual([]);
+      await store.close();
+    });
+
+    it('without a budget nothing is counted, refused or reset, and the failures are kept', async () => {
+      const table = newTable('nobudget');
+      const store = new PostgresStore({ pool, table });
+      await store.storeOrUpdate(code(), budget);
+      for (let i = 0; i < 3; i++) await guess(store);
+      const token = newHash();
+      expect(await store.storeOrUpdate(code(token))).toBeUndefined();
+      expect(await store.consume('alice', newHash(), { keep: false })).toEqual({
+        ok: false,
+        reason: 'mismatch',
+      });
+      expect((await rowOf(table)).failures).toBe(3);
+      expect(await store.consume('alice', token, { keep: false })).toEqual({ ok: true });
+      // The token is gone, the uid's failures are not.
+      expect(await rowOf(table)).toMatchObject({ token_hash: null, failures: 3 });
+      expect(await store.storeOrUpdate(code(), budget)).toEqual({ lockedUntil: expect.any(Date) });
+      await store.close();
+    });
+
+    it('with keep, a match resets the failures and leaves the token in place', async () => {
+      const table = newTable('keep');
+      const store = new PostgresStore({ pool, table });
+      const token = newHash();
+      await store.storeOrUpdate(code(token), budget);
+      await guess(store);
+      expect(await store.consume('alice', token, { keep: true, budget })).toEqual({ ok: true });
+      expect(await rowOf(table)).toMatchObject({ token_hash: token, failures: 0, failures_until: null });
+      expect(await store.consume('alice', token, { keep: true, budget })).toEqual({ ok: true });
+      await store.close();
+    });
+
+    it('invalidateUser and expiry remove the token only while the failures are live', async () => {
+      const table = newTable('invalidate');
+      const store = new PostgresStore({ pool, table });
+      const token = newHash();
+      await store.storeOrUpdate(code(token), budget);
+      for (let i = 0; i < 3; i++) await guess(store);
+      await store.invalidateUser('alice', token);
+      expect(await rowOf(table)).toMatchObject({ token_hash: null, no_expiry: true, failures: 3 });
+      expect(await store.consume('alice', token, { keep: false, budget })).toEqual({
+        ok: false,
+        reason: 'missing',
+      });
+      expect(await store.storeOrUpdate(code(), budget)).toEqual({ lockedUntil: expect.any(Date) });
+      const expired = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash: expired, expiresAt: new Date(Date.now() - 1) });
+      expect(await store.consume('alice', expired, { keep: false, budget })).toEqual({
+        ok: false,
+        reason: 'expired',
+      });
+      expect(await rowOf(table)).toMatchObject({ token_hash: null, failures: 3 });
+      // clear() removes the failures too.
+      await store.clear();
+      expect(await rowsOf(table)).toEqual([]);
+      await store.close();
+    });
+
+    it('judges the failure window by the app clock', async () => {
+      const table = newTable('window_clock');
+      const store = new PostgresStore({ pool, table });
+      await store.storeOrUpdate(code(newHash(), { expiresAt: inFuture(600_000) }), budget);
+      for (let i = 0; i < 3; i++) await guess(store);
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + budget.window - 1000);
+        expect(await store.storeOrUpdate(code(newHash(), { expiresAt: inFuture(600_000) }), budget)).toEqual({
+          lockedUntil: expect.any(Date),
+        });
+        vi.setSystemTime(Date.now() + 1000);
+        const token = newHash();
+        expect(
+          await store.storeOrUpdate(code(token, { expiresAt: inFuture(600_000) }), budget),
+        ).toBeUndefined();
+        // The forgotten failures start again from zero.
+        await guess(store);
+        expect((await rowOf(table)).failures).toBe(1);
+        expect(await store.consume('alice', token, { keep: false, budget })).toEqual({ ok: true });
+      } finally {
+        vi.useRealTimers();
+      }
+      await store.close();
+    });
+
+    it('one statement per call, refused or not', async () => {
+      const table = newTable('budget_trips');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table });
+      await store.length();
+      spy.texts.length = 0;
+      await store.storeOrUpdate(code(), budget);
+      for (let i = 0; i < 4; i++) await guess(store);
+      await store.storeOrUpdate(code(), budget);
+      await store.invalidateUser('alice');
+      expect(spy.texts.map((t) => t.split(/\s/)[0])).toEqual([
+        'INSERT',
+        'WITH',
+        'WITH',
+        'WITH',
+        'WITH',
+        'INSERT',
+        'WITH',
+      ]);
+      await store.close();
+    });
+
+    it('20 concurrent wrong tries racing stores of new codes: every try is counted once', async () => {
+      const table = newTable('budget_race');
+      const store = new PostgresStore({ pool, table });
+      const big = { max: 1000, window: 60_000 };
+      await store.storeOrUpdate(code(newHash(), { maxAttempts: 1000 }), big);
+      const ops: Promise<unknown>[] = [];
+      for (let i = 0; i < 20; i++) {
+        if (i % 5 === 0) ops.push(store.storeOrUpdate(code(newHash(), { maxAttempts: 1000 }), big));
+        ops.push(guess(store, big));
+      }
+      const results = await Promise.all(ops);
+      const mismatches = results.filter((r) => (r as { reason?: string } | undefined)?.reason === 'mismatch');
+      expect(mismatches).toHaveLength(20);
+      expect((await rowOf(table)).failures).toBe(20);
+      await store.close();
+    });
+
+    it('the purge keeps a row while its failures are live, and deletes it once they are not', async () => {
+      const table = newTable('budget_purge');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table, sweepInterval: 20 });
+      const window = { max: 3, window: 1500 };
+      await store.storeOrUpdate(code(newHash(), { expiresAt: inFuture(40) }), window);
+      await guess(store, window);
+      await store.storeOrUpdate({ uid: 'bob', tokenHash: newHash(), expiresAt: inFuture(40) });
+      const { failures_until: until } = await rowOf(table);
+      const purges = () => spy.texts.filter((t) => t.startsWith('DELETE') && t.includes('<=')).length;
+      // Two purges after both tokens expired: bob's row (no failures) is gone, alice's (live failures) is kept.
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      const seen = purges();
+      await vi.waitFor(() => expect(purges()).toBeGreaterThanOrEqual(seen + 2), {
+        timeout: 5000,
+        interval: 10,
+      });
+      const uids = (await rowsOf(table)).map((r) => r.uid);
+      if (Date.now() < until.getTime()) expect(uids).toEqual(['alice']);
+      expect(await store.length()).toBe(0);
+      await vi.waitFor(async () => expect(await rowsOf(table)).toEqual([]), { timeout: 8000, interval: 50 });
+      await store.close();
+    });
+
+    it('the purge and length() find rows through the purge index', async () => {
+      const table = newTable('budget_plan');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table, sweepInterval: 10 });
+      await store.length();
+      await vi.waitFor(() => expect(spy.texts.some((t) => t.startsWith('DELETE'))).toBe(true), {
+        timeout: 5000,
+        interval: 10,
+      });
+      await store.close();
+      const purge = spy.texts.find((t) => t.startsWith('DELETE'))!;
+      const length = spy.texts.find((t) => t.startsWith('SELECT count'))!;
+      const client = await pool.connect();
+      try {
+        // An empty table: without this the planner would rightly prefer a sequential scan.
+        await client.query('SET enable_seqscan = off');
+        const explain = async (sql: string) =>
+          (await client.query(`EXPLAIN ${sql}`, [new Date().toISOString()])).rows
+            .map((r) => r['QUERY PLAN'])
+            .join('\n');
+        expect(await explain(purge)).toMatch(/_purge_idx/);
+        expect(await explain(length)).toMatch(/_purge_idx/);
+      } finally {
+        await client.query('RESET enable_seqscan');
+        client.release();
+      }
     });
   });
 

@@ -10,7 +10,7 @@ import { PasswordlessError, type TokenRecord } from 'express-passwordless';
 import { tokenStoreContract } from 'express-passwordless/testing';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RedisStore } from '../../stores/redis/index.js';
 import { SCRIPTS } from '../../stores/redis/scripts.js';
 import { createApp, linkQuery, type TestApp } from '../helpers/create-app.js';
@@ -148,7 +148,8 @@ describeRedis('RedisStore on the shared server', () => {
     const prefix = `${RUN}many:`;
     const store = new RedisStore({ client, prefix });
     const pipeline = client.pipeline();
-    for (let i = 0; i < 2500; i++) pipeline.hset(`${prefix}u${i}`, 'h', 'x', 'e', '0');
+    const e = String(Date.now() + 60_000);
+    for (let i = 0; i < 2500; i++) pipeline.hset(`${prefix}u${i}`, 'h', 'x', 'e', e);
     pipeline.set(`${RUN}many`, 'not mine');
     pipeline.set(`${RUN}manyx:u1`, 'not mine');
     await pipeline.exec();
@@ -157,6 +158,128 @@ describeRedis('RedisStore on the shared server', () => {
     expect(await store.length()).toBe(0);
     expect(await client.get(`${RUN}many`)).toBe('not mine');
     expect(await client.get(`${RUN}manyx:u1`)).toBe('not mine');
+  });
+
+  describe('the failure budget in the same hash (f, u, k)', () => {
+    const budget = { max: 3, window: 60_000 };
+    const prefix = `${RUN}budget:`;
+    let store: RedisStore;
+    const key = (uid: string) => `${prefix}${uid}`;
+    const code = (uid: string, tokenHash: string, ms = 5_000): TokenRecord => ({
+      uid,
+      tokenHash,
+      expiresAt: inFuture(ms),
+      maxAttempts: 2,
+      lockable: true,
+    });
+    const guess = (uid: string) => store.consume(uid, newHash(), { keep: false, budget });
+
+    beforeAll(() => {
+      store = new RedisStore({ client, prefix });
+    });
+    beforeEach(() => store.clear());
+
+    it('counts failures in f/u next to the token, and the key expires at the later of e and u', async () => {
+      const tokenHash = newHash();
+      expect(await store.storeOrUpdate(code('ann', tokenHash), budget)).toBeUndefined();
+      expect(await client.hgetall(key('ann'))).toMatchObject({ h: tokenHash, m: '2', k: '1' });
+      expect(await client.pttl(key('ann'))).toBeLessThanOrEqual(5_000);
+      const before = Date.now();
+      expect(await guess('ann')).toEqual({ ok: false, reason: 'mismatch' });
+      const fields = await client.hgetall(key('ann'));
+      expect(fields).toMatchObject({ h: tokenHash, a: '1', f: '1' });
+      expect(Number(fields.u)).toBeGreaterThanOrEqual(before + budget.window);
+      expect(Number(fields.u)).toBeLessThanOrEqual(Date.now() + budget.window);
+      expect(await client.pttl(key('ann'))).toBeGreaterThan(50_000);
+    });
+
+    it('a code voided at maxAttempts leaves a key with only f and u, whose PTTL follows the failure window', async () => {
+      await store.storeOrUpdate(code('bea', newHash()), budget);
+      await guess('bea');
+      expect(await guess('bea')).toEqual({ ok: false, reason: 'exhausted' });
+      const fields = await client.hgetall(key('bea'));
+      expect(Object.keys(fields).sort()).toEqual(['f', 'u']);
+      expect(fields.f).toBe('2');
+      const pttl = await client.pttl(key('bea'));
+      expect(pttl).toBeGreaterThan(50_000);
+      expect(pttl).toBeLessThanOrEqual(budget.window);
+      expect(await client.pexpiretime(key('bea'))).toBe(Number(fields.u));
+      // No token: nothing to count, nothing pending.
+      expect(await guess('bea')).toEqual({ ok: false, reason: 'missing' });
+      expect((await client.hgetall(key('bea'))).f).toBe('2');
+      expect(await store.length()).toBe(0);
+    });
+
+    it('the third failure locks the uid across a new code: storeOrUpdate answers lockedUntil = u, a link still works and DELs the key', async () => {
+      await store.storeOrUpdate(code('cid', newHash()), budget);
+      await guess('cid');
+      await guess('cid'); // exhausted: the code is void, the failures stay
+      const second = newHash();
+      expect(await store.storeOrUpdate(code('cid', second), budget)).toBeUndefined();
+      expect(await client.hget(key('cid'), 'a')).toBeNull(); // a new token starts with no attempts
+      await guess('cid');
+      expect(await store.consume('cid', second, { keep: false, budget })).toEqual({
+        ok: false,
+        reason: 'locked',
+      });
+      const until = Number(await client.hget(key('cid'), 'u'));
+      expect(await store.storeOrUpdate(code('cid', newHash()), budget)).toEqual({
+        lockedUntil: new Date(until),
+      });
+      // The refused code was not written: the pending one is still `second`.
+      expect(await client.hget(key('cid'), 'h')).toBe(second);
+      const link = newHash();
+      expect(
+        await store.storeOrUpdate({ uid: 'cid', tokenHash: link, expiresAt: inFuture() }, budget),
+      ).toBeUndefined();
+      expect(await client.hget(key('cid'), 'k')).toBeNull();
+      expect(await store.consume('cid', link, { keep: false, budget })).toEqual({ ok: true });
+      expect(await client.exists(key('cid'))).toBe(0);
+    });
+
+    it('an expired token and invalidateUser remove only the token fields while failures are live', async () => {
+      await store.storeOrUpdate(code('dan', newHash()), budget);
+      await guess('dan');
+      await client.hset(key('dan'), 'e', String(Date.now() - 1));
+      expect(await store.length()).toBe(0); // the key lives on for its failures, but its token is past `e`
+      expect(await guess('dan')).toEqual({ ok: false, reason: 'expired' });
+      expect(Object.keys(await client.hgetall(key('dan'))).sort()).toEqual(['f', 'u']);
+
+      const tokenHash = newHash();
+      await store.storeOrUpdate(code('dan', tokenHash), budget);
+      await store.invalidateUser('dan', newHash()); // another hash: nothing happens
+      expect(await client.hget(key('dan'), 'h')).toBe(tokenHash);
+      await store.invalidateUser('dan');
+      expect(await client.hgetall(key('dan'))).toEqual({ f: '1', u: expect.any(String) });
+      expect(await client.pttl(key('dan'))).toBeGreaterThan(50_000);
+    });
+
+    it('with keep, a match forgets the failures and the key expires at e again; without a budget they stay', async () => {
+      const tokenHash = newHash();
+      await store.storeOrUpdate(code('eve', tokenHash), budget);
+      await guess('eve');
+      expect(await store.consume('eve', tokenHash, { keep: false })).toEqual({ ok: true });
+      expect(await client.hgetall(key('eve'))).toEqual({ f: '1', u: expect.any(String) });
+      await store.storeOrUpdate(code('eve', tokenHash), budget);
+      expect(await store.consume('eve', tokenHash, { keep: true, budget })).toEqual({ ok: true });
+      const fields = await client.hgetall(key('eve'));
+      expect(fields.f).toBeUndefined();
+      expect(fields.u).toBeUndefined();
+      expect(await client.pexpiretime(key('eve'))).toBe(Number(fields.e));
+    });
+
+    it('a failure whose window has passed no longer counts, and the key then lives only as long as its token', async () => {
+      const short = { max: 1, window: 30 };
+      await store.storeOrUpdate(code('fay', newHash()), short);
+      await store.consume('fay', newHash(), { keep: false, budget: short });
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      const tokenHash = newHash();
+      expect(await store.storeOrUpdate(code('fay', tokenHash), short)).toBeUndefined();
+      expect(Object.keys(await client.hgetall(key('fay'))).sort()).toEqual(['e', 'h', 'k', 'm']);
+      expect(await client.pttl(key('fay'))).toBeLessThanOrEqual(5_000);
+      await store.consume('fay', newHash(), { keep: false, budget: short });
+      expect(await client.hget(key('fay'), 'f')).toBe('1');
+    });
   });
 
   it("works under the client's own keyPrefix", async () => {
@@ -235,7 +358,7 @@ describe('RedisStore options and arguments (no server)', () => {
       isCluster: false,
       evalsha: record('evalsha'),
       eval: record('eval'),
-      del: record('del'),
+      hget: record('hget'),
       unlink: record('unlink'),
       scanBuffer: record('scanBuffer'),
     };
@@ -648,8 +771,26 @@ describeRedisServer('RedisStore on a Redis Cluster of its own redis-servers', ()
       await store.invalidateUser(uids[4]!);
       expect(await store.length()).toBe(88);
 
+      // A key kept only for a uid's live failures is no pending token.
+      const budget = { max: 3, window: 60_000 };
+      const code = {
+        uid: uids[5]!,
+        tokenHash: newHash(),
+        expiresAt: inFuture(),
+        maxAttempts: 1,
+        lockable: true,
+      };
+      await store.storeOrUpdate(code, budget);
+      expect(await store.consume(uids[5]!, newHash(), { keep: false, budget })).toEqual({
+        ok: false,
+        reason: 'exhausted',
+      });
+      expect(await prefixed.hgetall(`a*:${uids[5]}`)).toEqual({ f: '1', u: expect.any(String) });
+      expect(await store.length()).toBe(87);
+
       await store.clear();
       expect(await store.length()).toBe(0);
+      expect(await prefixed.exists(`a*:${uids[5]}`)).toBe(0);
       expect(await other.length()).toBe(1);
       expect(await cluster.exists('kp:ab:keep')).toBe(1);
     } finally {
