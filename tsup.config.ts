@@ -23,6 +23,8 @@ export default defineConfig([
     target: 'node20',
     platform: 'node',
     splitting: false,
+    // import.meta.url in the CJS build too (api-mode loads the optional peer jose with createRequire).
+    shims: true,
     // `require('express-passwordless')` returns the default instance itself with the named exports attached
     // (`const passwordless = require(...)` as in 1.x and passport; `.default` and `{ Passwordless }` work too).
     footer: ({ format }) =>

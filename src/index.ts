@@ -4,6 +4,8 @@ import { Passwordless } from './passwordless.js';
 const passwordless: Passwordless = new Passwordless();
 export default passwordless;
 
+// API mode's answers and error values.
+export type { JsonErrorCode, TokenResponse } from './api-mode.js';
 // The one error class and its codes, for `instanceof` and `switch (err.code)` in error handlers.
 export { ERROR_CODES, PasswordlessError, type PasswordlessErrorCode } from './errors.js';
 // The embedded default store.
@@ -14,6 +16,7 @@ export { Passwordless } from './passwordless.js';
 export { isSafeRedirect } from './redirect.js';
 export type {
   AcceptTokenOptions,
+  BearerSupportOptions,
   ConfirmationPageContext,
   ConsumeFailure,
   ConsumeOptions,
@@ -23,10 +26,16 @@ export type {
   FailureBudget,
   GetUserId,
   InitOptions,
+  JwtOptions,
   LogoutOptions,
   PasswordlessRequestInfo,
+  PreviousJwtKey,
+  RefreshFamily,
+  RefreshRotation,
   RequestTokenOptions,
   RestrictedOptions,
+  RotateFailure,
+  RotateResult,
   SendToken,
   StoreResult,
   TokenRecord,

@@ -1,10 +1,22 @@
 import { PasswordlessError } from './errors.js';
-import { assertBudget, assertConsumeArgs, assertInvalidateArgs, assertTokenRecord } from './store-args.js';
+import {
+  assertBudget,
+  assertConsumeArgs,
+  assertFamilyRecord,
+  assertInvalidateArgs,
+  assertRotateArgs,
+  assertTokenHash,
+  assertTokenRecord,
+  assertUid,
+} from './store-args.js';
 import { safeEqual } from './token.js';
 import type {
   ConsumeOptions,
   ConsumeResult,
   FailureBudget,
+  RefreshFamily,
+  RefreshRotation,
+  RotateResult,
   StoreResult,
   TokenRecord,
   TokenStore,
@@ -40,6 +52,8 @@ let warnedProduction = false;
 export class MemoryStore implements TokenStore {
   readonly #entries = new Map<string, Entry>();
   readonly #failures = new Map<string, Failures>();
+  /** Refresh families (API mode) by family hash. */
+  readonly #families = new Map<string, { uid: string; tokenHash: string; expiresAt: number }>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -129,6 +143,50 @@ export class MemoryStore implements TokenStore {
   async clear(): Promise<void> {
     this.#entries.clear();
     this.#failures.clear();
+    this.#families.clear();
+  }
+
+  async createFamily(record: RefreshFamily): Promise<void> {
+    assertFamilyRecord(record);
+    this.#families.set(record.family, {
+      uid: record.uid,
+      tokenHash: record.tokenHash,
+      expiresAt: record.expiresAt.getTime(),
+    });
+  }
+
+  // Read, compare and replace/delete with no await in between: atomic within this process.
+  async rotateFamily(family: string, tokenHash: string, next: RefreshRotation): Promise<RotateResult> {
+    assertRotateArgs(family, tokenHash, next);
+    const entry = this.#families.get(family);
+    if (!entry) return { ok: false, reason: 'missing' };
+    if (entry.expiresAt <= Date.now()) {
+      this.#families.delete(family);
+      return { ok: false, reason: 'expired' };
+    }
+    if (!safeEqual(entry.tokenHash, tokenHash)) {
+      this.#families.delete(family);
+      return { ok: false, reason: 'reused' };
+    }
+    entry.tokenHash = next.tokenHash;
+    entry.expiresAt = next.expiresAt.getTime();
+    return { ok: true, uid: entry.uid };
+  }
+
+  async revokeFamily(family: string): Promise<void> {
+    assertTokenHash('revokeFamily', family, 'family');
+    this.#families.delete(family);
+  }
+
+  async revokeFamilies(uid: string): Promise<void> {
+    assertUid('revokeFamilies', uid);
+    for (const [family, entry] of this.#families) if (entry.uid === uid) this.#families.delete(family);
+  }
+
+  async hasFamily(family: string): Promise<boolean> {
+    assertTokenHash('hasFamily', family, 'family');
+    const entry = this.#families.get(family);
+    return entry !== undefined && entry.expiresAt > Date.now();
   }
 
   async length(): Promise<number> {
@@ -147,5 +205,6 @@ export class MemoryStore implements TokenStore {
     const now = Date.now();
     for (const [uid, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(uid);
     for (const [uid, failures] of this.#failures) if (failures.until <= now) this.#failures.delete(uid);
+    for (const [family, entry] of this.#families) if (entry.expiresAt <= now) this.#families.delete(family);
   }
 }

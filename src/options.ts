@@ -1,8 +1,10 @@
 import type { Request } from 'express';
+import { type JwtConfig, validateJwtOptions } from './api-mode.js';
 import { PasswordlessError } from './errors.js';
 import { MAX_NUMBER_TOKEN } from './token.js';
 import type {
   AcceptTokenOptions,
+  BearerSupportOptions,
   ConfirmationPageContext,
   DeliveryOptions,
   InitOptions,
@@ -22,6 +24,8 @@ const INIT_KEYS: KeysOf<InitOptions> = {
   secret: true,
   maxFailures: true,
   failureWindow: true,
+  jwt: true,
+  onError: true,
 };
 const DELIVERY_KEYS: KeysOf<DeliveryOptions> = {
   ttl: true,
@@ -40,6 +44,7 @@ const REQUEST_KEYS: KeysOf<RequestTokenOptions> = {
   enumerationSafe: true,
   bindToDevice: true,
   onBackgroundError: true,
+  json: true,
 };
 const ACCEPT_KEYS: KeysOf<AcceptTokenOptions> = {
   successRedirect: true,
@@ -51,13 +56,15 @@ const ACCEPT_KEYS: KeysOf<AcceptTokenOptions> = {
   enableOriginRedirect: true,
   requireConfirmation: true,
   confirmationPage: true,
+  json: true,
 };
 const RESTRICTED_KEYS: KeysOf<RestrictedOptions> = {
   failureRedirect: true,
   failureFlash: true,
   originField: true,
 };
-const LOGOUT_KEYS: KeysOf<LogoutOptions> = { successFlash: true };
+const LOGOUT_KEYS: KeysOf<LogoutOptions> = { successFlash: true, everywhere: true, json: true };
+const BEARER_KEYS: KeysOf<BearerSupportOptions> = { checkRevocation: true };
 
 /** Throws the setup-time error `BAD_OPTIONS`, naming the call. */
 export function fail(call: string, message: string): never {
@@ -147,6 +154,14 @@ function count(call: string, o: Record<string, unknown>, key: string, fallback: 
     fail(call, `\`${key}\` must be a whole number of at least 1; got ${show(v)}.`);
   }
   return v;
+}
+
+/** `json`: true or false forces it, undefined negotiates. */
+function tristate(call: string, o: Record<string, unknown>, key: string): boolean | undefined {
+  const v = o[key];
+  if (v !== undefined && typeof v !== 'boolean')
+    fail(call, `\`${key}\` must be true or false; got ${show(v)}.`);
+  return v as boolean | undefined;
 }
 
 function bool(call: string, o: Record<string, unknown>, key: string): boolean {
@@ -257,6 +272,8 @@ export interface InitConfig {
   deliveryTimeout: number;
   secret: Buffer | undefined;
   budget: { max: number; window: number };
+  jwt: Readonly<JwtConfig> | undefined;
+  onError: ((err: PasswordlessError, req: Request) => void) | undefined;
 }
 
 export function validateInitOptions(options: unknown): Readonly<InitConfig> {
@@ -287,6 +304,8 @@ export function validateInitOptions(options: unknown): Readonly<InitConfig> {
       max: count(call, o, 'maxFailures', 100),
       window: ms(call, o, 'failureWindow', 3_600_000, MAX_TTL),
     }),
+    jwt: o.jwt === undefined ? undefined : validateJwtOptions(call, o.jwt),
+    onError: optionalFunction<InitConfig['onError']>(call, o, 'onError'),
   });
 }
 
@@ -358,6 +377,7 @@ export interface RequestTokenConfig {
   enumerationSafe: boolean;
   bindToDevice: boolean;
   onBackgroundError: ((err: PasswordlessError, req: Request) => void) | undefined;
+  json: boolean | undefined;
 }
 
 export function validateRequestTokenOptions(options: unknown): Readonly<RequestTokenConfig> {
@@ -378,6 +398,7 @@ export function validateRequestTokenOptions(options: unknown): Readonly<RequestT
       o,
       'onBackgroundError',
     ),
+    json: tristate(call, o, 'json'),
   };
   if (config.failureFlash !== undefined && config.failureRedirect === undefined) {
     fail(call, '`failureFlash` needs `failureRedirect` (a flash is shown on the page redirected to).');
@@ -396,6 +417,7 @@ export interface AcceptTokenConfig {
   enableOriginRedirect: boolean;
   requireConfirmation: boolean;
   confirmationPage: ((ctx: ConfirmationPageContext) => string) | undefined;
+  json: boolean | undefined;
 }
 
 export function validateAcceptTokenOptions(options: unknown): Readonly<AcceptTokenConfig> {
@@ -411,6 +433,7 @@ export function validateAcceptTokenOptions(options: unknown): Readonly<AcceptTok
     enableOriginRedirect: bool(call, o, 'enableOriginRedirect'),
     requireConfirmation: bool(call, o, 'requireConfirmation'),
     confirmationPage: optionalFunction<AcceptTokenConfig['confirmationPage']>(call, o, 'confirmationPage'),
+    json: tristate(call, o, 'json'),
   };
   if (config.confirmationPage !== undefined && !config.requireConfirmation) {
     fail(call, '`confirmationPage` needs `requireConfirmation: true`.');
@@ -446,9 +469,27 @@ export function validateRestrictedOptions(options: unknown): Readonly<Restricted
 /** Resolved options of `logout`. */
 export interface LogoutConfig {
   successFlash: string | undefined;
+  everywhere: boolean;
+  json: boolean | undefined;
 }
 
 export function validateLogoutOptions(options: unknown): Readonly<LogoutConfig> {
-  const o = readOptions('logout()', options, LOGOUT_KEYS);
-  return Object.freeze({ successFlash: str('logout()', o, 'successFlash') });
+  const call = 'logout()';
+  const o = readOptions(call, options, LOGOUT_KEYS);
+  return Object.freeze({
+    successFlash: str(call, o, 'successFlash'),
+    everywhere: bool(call, o, 'everywhere'),
+    json: tristate(call, o, 'json'),
+  });
+}
+
+/** Resolved options of `bearerSupport`. */
+export interface BearerConfig {
+  checkRevocation: boolean;
+}
+
+export function validateBearerOptions(options: unknown): Readonly<BearerConfig> {
+  const call = 'bearerSupport()';
+  const o = readOptions(call, options, BEARER_KEYS);
+  return Object.freeze({ checkRevocation: bool(call, o, 'checkRevocation') });
 }

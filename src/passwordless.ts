@@ -1,4 +1,18 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import {
+  assertFamilyStore,
+  bearerToken,
+  type FamilyStore,
+  type JsonErrorCode,
+  nextRefresh,
+  parseRefreshToken,
+  sendJsonError,
+  sendTokens,
+  startFamily,
+  tokenResponse,
+  verifyAccessToken,
+  wantsJson,
+} from './api-mode.js';
 import { isCrossSite, sendConfirmationPage } from './confirmation.js';
 import { bindable, clearDeviceCookie, deviceNonce, setDeviceCookie } from './device.js';
 import { PasswordlessError, wrapError } from './errors.js';
@@ -7,6 +21,7 @@ import {
   type InitConfig,
   type RequestTokenConfig,
   validateAcceptTokenOptions,
+  validateBearerOptions,
   validateDeliveryOptions,
   validateInitOptions,
   validateLogoutOptions,
@@ -18,6 +33,7 @@ import { isStorableString, MAX_UID_LENGTH } from './store-args.js';
 import { generateNumberToken, generateToken, hashToken } from './token.js';
 import type {
   AcceptTokenOptions,
+  BearerSupportOptions,
   DeliveryOptions,
   GetUserId,
   InitOptions,
@@ -112,6 +128,26 @@ function handler(fn: (req: Request, res: Response, next: NextFunction) => Promis
   };
 }
 
+/** 400 for hostile or malformed input, as JSON in API mode. */
+function badRequest(res: Response, json: boolean): void {
+  if (json) sendJsonError(res, 400, 'invalid_request');
+  else res.status(400).send('Bad Request');
+}
+
+/** Marks a request authenticated by bearerSupport with the family (login) its access token belongs to. */
+const BEARER_FAMILY = Symbol('express-passwordless.bearerFamily');
+
+function bearerFamily(req: Request): string | undefined {
+  return (req as unknown as Record<symbol, string | undefined>)[BEARER_FAMILY];
+}
+
+/** HTTP status and stable `error` of a PasswordlessError answered as JSON. */
+function jsonStatus(err: PasswordlessError): [number, JsonErrorCode] {
+  return err.code === 'STORE_ERROR' || err.code === 'DELIVERY_FAILED' || err.code === 'SESSION_ERROR'
+    ? [503, 'temporarily_unavailable']
+    : [500, 'server_error'];
+}
+
 async function withTimeout<T>(work: () => T | Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -189,7 +225,9 @@ export class Passwordless {
         `init(): the store lacks ${missing.map((m) => `${m}()`).join(', ')}; see docs/token-stores.md for the TokenStore interface.`,
       );
     }
-    this.#config = validateInitOptions(options);
+    const config = validateInitOptions(options);
+    if (config.jwt) assertFamilyStore('init()', store);
+    this.#config = config;
     this.#store = store;
     this.#warnUnkeyedCodes();
   }
@@ -272,105 +310,120 @@ export class Passwordless {
       );
     }
     const cfg = validateRequestTokenOptions(options);
-    return handler(async (req, res, next) => {
-      const { store, config } = this.#ready('requestToken()');
-      if (!this.#defaultDelivery && this.#namedDeliveries.size === 0) {
-        throw new PasswordlessError(
-          'NO_DELIVERY',
-          'requestToken(): no delivery method; call passwordless.addDelivery(send) first.',
-        );
-      }
-      const flash = flashOf(req);
-      if ((cfg.successFlash !== undefined || cfg.failureFlash !== undefined) && !flash) {
-        throw new PasswordlessError(
-          'NO_FLASH',
-          'requestToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).',
-        );
-      }
-
-      let source: unknown;
-      if (req.method === 'POST') {
-        // A form or JSON body nobody parsed is a setup mistake; any other POST simply has no fields (→ 400).
-        if (req.body === undefined && req.is(['urlencoded', 'json'])) {
+    return this.#handle(
+      (req) => wantsJson(req, cfg.json),
+      async (req, res, next) => {
+        const json = wantsJson(req, cfg.json);
+        const { store, config } = this.#ready('requestToken()');
+        if (!this.#defaultDelivery && this.#namedDeliveries.size === 0) {
           throw new PasswordlessError(
-            'NO_BODY',
-            'requestToken(): req.body is missing; add express.urlencoded() or express.json() before it.',
+            'NO_DELIVERY',
+            'requestToken(): no delivery method; call passwordless.addDelivery(send) first.',
           );
         }
-        source = req.body;
-      } else if (cfg.allowGet && req.method === 'GET') {
-        source = req.query;
-      }
-      const user = field(source, cfg.userField);
-      const delivery = field(source, cfg.deliveryField);
-      const origin = cfg.originField === undefined ? undefined : field(source, cfg.originField);
+        const flash = flashOf(req);
+        if ((cfg.successFlash !== undefined || cfg.failureFlash !== undefined) && !flash) {
+          throw new PasswordlessError(
+            'NO_FLASH',
+            'requestToken(): `successFlash`/`failureFlash` need connect-flash: app.use(flash()).',
+          );
+        }
 
-      // Hostile input: arrays and objects (qs, JSON), numbers, null or huge strings never reach getUserId or the store.
-      if (!isOptionalString(user) || !isOptionalString(delivery) || !isOptionalString(origin)) {
-        return void res.status(400).send('Bad Request');
-      }
-      if ((user?.length ?? 0) > MAX_INPUT_LENGTH || (delivery?.length ?? 0) > MAX_INPUT_LENGTH) {
-        return void res.status(400).send('Bad Request');
-      }
+        let source: unknown;
+        if (req.method === 'POST') {
+          // A form or JSON body nobody parsed is a setup mistake; any other POST simply has no fields (→ 400).
+          if (req.body === undefined && req.is(['urlencoded', 'json'])) {
+            throw new PasswordlessError(
+              'NO_BODY',
+              'requestToken(): req.body is missing; add express.urlencoded() or express.json() before it.',
+            );
+          }
+          source = req.body;
+        } else if (cfg.allowGet && req.method === 'GET') {
+          source = req.query;
+        }
+        const user = field(source, cfg.userField);
+        const delivery = field(source, cfg.deliveryField);
+        const origin = cfg.originField === undefined ? undefined : field(source, cfg.originField);
 
-      const method = (delivery ? this.#namedDeliveries.get(delivery) : undefined) ?? this.#defaultDelivery;
-      if (user === '') return this.#requestFailure(req, res, cfg, 401);
-      if (user === undefined || !method) return this.#requestFailure(req, res, cfg, 400);
+        // Hostile input: arrays and objects (qs, JSON), numbers, null or huge strings never reach getUserId or the store.
+        if (!isOptionalString(user) || !isOptionalString(delivery) || !isOptionalString(origin)) {
+          return badRequest(res, json);
+        }
+        if ((user?.length ?? 0) > MAX_INPUT_LENGTH || (delivery?.length ?? 0) > MAX_INPUT_LENGTH) {
+          return badRequest(res, json);
+        }
 
-      let found: unknown;
-      try {
-        found = await getUserId(user, delivery, req);
-      } catch (err) {
-        throw new PasswordlessError(
-          'USER_LOOKUP_FAILED',
-          'requestToken(): getUserId() threw or rejected; see `cause`.',
-          {
-            cause: err,
-          },
+        const method = (delivery ? this.#namedDeliveries.get(delivery) : undefined) ?? this.#defaultDelivery;
+        if (user === '') return this.#requestFailure(req, res, cfg, 401, json);
+        if (user === undefined || !method) return this.#requestFailure(req, res, cfg, 400, json);
+
+        let found: unknown;
+        try {
+          found = await getUserId(user, delivery, req);
+        } catch (err) {
+          throw new PasswordlessError(
+            'USER_LOOKUP_FAILED',
+            'requestToken(): getUserId() threw or rejected; see `cause`.',
+            {
+              cause: err,
+            },
+          );
+        }
+        const target = this.#resolveUser(found, user);
+        const ttl = method.config.ttl;
+        // Device binding: a fresh nonce in an HttpOnly cookie, for known and unknown users alike (the same headers).
+        let nonce: string | undefined;
+        if (cfg.bindToDevice) nonce = setDeviceCookie(req, res, target?.uid, ttl);
+        else if (target) clearDeviceCookie(req, res, target.uid);
+        if (!target) {
+          if (!cfg.enumerationSafe) return this.#requestFailure(req, res, cfg, 401, json);
+          // Unknown user, enumeration-safe: the answer of a known user, with nothing stored and nothing sent.
+          return this.#requestSuccess(req, res, cfg, undefined, next, json);
+        }
+        const issued = this.#issue(
+          store,
+          config,
+          method,
+          target,
+          isSafeRedirect(origin) ? origin : undefined,
+          nonce,
+          req,
         );
-      }
-      const target = this.#resolveUser(found, user);
-      const ttl = method.config.ttl;
-      // Device binding: a fresh nonce in an HttpOnly cookie, for known and unknown users alike (the same headers).
-      let nonce: string | undefined;
-      if (cfg.bindToDevice) nonce = setDeviceCookie(req, res, target?.uid, ttl);
-      else if (target) clearDeviceCookie(req, res, target.uid);
-      if (!target) {
-        if (!cfg.enumerationSafe) return this.#requestFailure(req, res, cfg, 401);
-        // Unknown user, enumeration-safe: the answer of a known user, with nothing stored and nothing sent.
-        return this.#requestSuccess(req, cfg, undefined, next);
-      }
-      const issued = this.#issue(
-        store,
-        config,
-        method,
-        target,
-        isSafeRedirect(origin) ? origin : undefined,
-        nonce,
-        req,
-      );
-      if (cfg.enumerationSafe) {
-        // Store and send after the response: its timing must not tell known from unknown users (nor a lock).
-        issued.catch((err: unknown) => this.#reportBackground(cfg, err, req));
-        return this.#requestSuccess(req, cfg, undefined, next);
-      }
-      const lockedUntil = await issued;
-      if (lockedUntil) {
-        // The uid spent its budget of wrong codes: no new code until the window passes (links still work).
-        const seconds = Math.max(1, Math.ceil((lockedUntil.getTime() - Date.now()) / 1000));
-        return void res.status(429).set('Retry-After', String(seconds)).send('Too Many Requests');
-      }
-      this.#requestSuccess(req, cfg, target.uid, next);
-    });
+        if (cfg.enumerationSafe) {
+          // Store and send after the response: its timing must not tell known from unknown users (nor a lock).
+          issued.catch((err: unknown) => this.#reportBackground(cfg, err, req));
+          return this.#requestSuccess(req, res, cfg, undefined, next, json);
+        }
+        const lockedUntil = await issued;
+        if (lockedUntil) {
+          // The uid spent its budget of wrong codes: no new code until the window passes (links still work).
+          const seconds = String(Math.max(1, Math.ceil((lockedUntil.getTime() - Date.now()) / 1000)));
+          if (json) return sendJsonError(res, 429, 'too_many_requests', { 'Retry-After': seconds });
+          return void res.status(429).set('Retry-After', seconds).send('Too Many Requests');
+        }
+        this.#requestSuccess(req, res, cfg, target.uid, next, json);
+      },
+    );
   }
 
   /** Middleware that logs the user in when the request carries a valid token and uid. */
   acceptToken(options?: AcceptTokenOptions): RequestHandler {
     const cfg = validateAcceptTokenOptions(options);
-    return handler(async (req, res, next) => {
+    if (cfg.json === true && this.#config && !this.#config.jwt) {
+      throw new PasswordlessError(
+        'BAD_OPTIONS',
+        'acceptToken({ json: true }) answers bearer tokens: pass init(store, { jwt: { secret } }) first.',
+      );
+    }
+    // JSON only in API mode: without `jwt` there are no tokens to answer, and a JSON client gets the 1.x behaviour.
+    const jsonOf = (req: Request) =>
+      cfg.json ?? (this.#config?.jwt !== undefined && wantsJson(req, undefined));
+    return this.#handle(jsonOf, async (req, res, next) => {
+      const json = jsonOf(req);
       let token = field(req.query, cfg.tokenField);
       let uid = field(req.query, cfg.uidField);
-      const readsBody = cfg.allowPost || cfg.requireConfirmation;
+      const readsBody = cfg.allowPost || cfg.requireConfirmation || json;
       if (token === undefined && uid === undefined && readsBody && req.method === 'POST') {
         if (req.body === undefined && req.is(['urlencoded', 'json'])) {
           throw new PasswordlessError(
@@ -392,21 +445,25 @@ export class Passwordless {
       // for the real user's token nor a free oracle for guessing codes.
       if (req.method === 'HEAD' || req.method === 'OPTIONS') return next();
       // Hostile input: arrays/objects (`?token[]=…`) or huge strings never reach the store.
-      if (!isOptionalString(token) || !isOptionalString(uid)) return void res.status(400).send('Bad Request');
+      if (!isOptionalString(token) || !isOptionalString(uid)) return badRequest(res, json);
       if ((token?.length ?? 0) > MAX_TOKEN_LENGTH || (uid?.length ?? 0) > MAX_UID_LENGTH) {
-        return void res.status(400).send('Bad Request');
+        return badRequest(res, json);
       }
       // A uid no store can hold as sent (control characters; lone surrogates, which UTF-8 turns into U+FFFD) is refused.
-      if (uid !== undefined && !isStorableString(uid)) return void res.status(400).send('Bad Request');
-      if (!token || !uid) return next();
+      if (uid !== undefined && !isStorableString(uid)) return badRequest(res, json);
+      if (!token || !uid) return json ? badRequest(res, json) : next();
 
       if (cfg.requireConfirmation) {
         // Mail scanners open every link: a GET only shows a button, and only the POST it makes consumes the token.
         if (req.method !== 'POST') {
+          if (json) return badRequest(res, json);
           return sendConfirmationPage(req, res, { ...cfg, token, uid }, cfg.confirmationPage);
         }
         // Login CSRF: another site must not log the victim's browser into the attacker's account.
-        if (isCrossSite(req)) return void res.status(403).send('Forbidden');
+        if (isCrossSite(req)) {
+          if (json) return sendJsonError(res, 403, 'cross_site');
+          return void res.status(403).send('Forbidden');
+        }
       }
 
       const { store, config } = this.#ready('acceptToken()');
@@ -432,11 +489,22 @@ export class Passwordless {
       }
       if (result.ok !== true) {
         // Unknown uid, wrong, expired, used or voided token: one outcome, so none of them can be told apart.
+        if (json) return sendJsonError(res, 401, 'invalid_token');
         if (cfg.failureFlash !== undefined) flash?.('passwordless', cfg.failureFlash);
         return next();
       }
 
       clearDeviceCookie(req, res, uid);
+      if (json) {
+        // API mode: a new refresh family for this login and its first token pair; no session is touched.
+        const jwt = this.#jwt('acceptToken({ json })');
+        const families = store as FamilyStore;
+        const body = await startFamily(jwt, config.secret, uid, (record) =>
+          this.#storeCall('createFamily', () => families.createFamily(record)),
+        );
+        props(req)[config.userProperty] = uid;
+        return sendTokens(res, body);
+      }
       const session = await regenerateSession(req);
       if (session) session.passwordless = uid;
       props(req)[config.userProperty] = uid;
@@ -511,7 +579,8 @@ export class Passwordless {
   /** Middleware that logs the user out: session and request cleared, session id renewed, pending tokens voided. */
   logout(options?: LogoutOptions): RequestHandler {
     const cfg = validateLogoutOptions(options);
-    return handler(async (req, _res, next) => {
+    const jsonOf = (req: Request) => wantsJson(req, cfg.json) || bearerFamily(req) !== undefined;
+    return this.#handle(jsonOf, async (req, _res, next) => {
       const flash = flashOf(req);
       if (cfg.successFlash !== undefined && !flash) {
         throw new PasswordlessError(
@@ -524,8 +593,15 @@ export class Passwordless {
       const fromRequest = props(req)[userProperty];
       const uid = typeof fromRequest === 'string' ? fromRequest : session?.passwordless;
       delete props(req)[userProperty];
+      // API mode: this login is the bearer token's family, or that of a refresh token in the body.
+      const jwt = this.#config?.jwt;
+      const family = jwt
+        ? (bearerFamily(req) ??
+          parseRefreshToken(field(req.body, 'refreshToken'), this.#config?.secret)?.family)
+        : undefined;
       if (typeof uid !== 'string' || uid.length === 0) {
         if (session) delete session.passwordless;
+        if (family !== undefined) await this.#revoke(family, undefined);
         return next();
       }
       // The session is cleared first, so the user is logged out even when the store is down.
@@ -539,11 +615,148 @@ export class Passwordless {
         await this.#storeCall('invalidateUser', () => store.invalidateUser(uid)).catch((err: unknown) => {
           storeError = err;
         });
+        if (jwt && (family !== undefined || cfg.everywhere)) {
+          await this.#revoke(family, cfg.everywhere ? uid : undefined).catch((err: unknown) => {
+            storeError ??= err;
+          });
+        }
       }
-      if (storeError) return next(storeError);
+      if (storeError) throw storeError;
       if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
       next();
     });
+  }
+
+  /**
+   * Middleware that sets `req[userProperty]` from a valid `Authorization: Bearer` access token (init `jwt`); a bad,
+   * expired or (with `checkRevocation`) revoked one → 401 `{ error: 'invalid_token' }`. No header: `next()` untouched.
+   */
+  bearerSupport(options?: BearerSupportOptions): RequestHandler {
+    const cfg = validateBearerOptions(options);
+    this.#needsJwt('bearerSupport()');
+    return this.#handle(
+      () => true,
+      async (req, res, next) => {
+        const token = bearerToken(req);
+        if (token === undefined) return next();
+        const { store, config } = this.#ready('bearerSupport()');
+        const jwt = this.#jwt('bearerSupport()');
+        const invalid = () =>
+          sendJsonError(res, 401, 'invalid_token', { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
+        const claims = token ? await verifyAccessToken(jwt, token) : undefined;
+        if (!claims) return invalid();
+        if (cfg.checkRevocation) {
+          const families = store as FamilyStore;
+          const alive = await this.#storeCall('hasFamily', () => families.hasFamily(claims.family));
+          if (alive !== true) return invalid();
+        }
+        props(req)[config.userProperty] = claims.uid;
+        Object.defineProperty(req, BEARER_FAMILY, { value: claims.family, configurable: true });
+        next();
+      },
+    );
+  }
+
+  /**
+   * Route handler for `POST { refreshToken }` (init `jwt`): rotates the refresh token and answers a new pair; a token
+   * that was already rotated revokes its whole login (theft detection). Failures are JSON 400/401/503.
+   */
+  refresh(): RequestHandler {
+    this.#needsJwt('refresh()');
+    return this.#handle(
+      () => true,
+      async (req, res) => {
+        const { store, config } = this.#ready('refresh()');
+        const jwt = this.#jwt('refresh()');
+        if (req.method !== 'POST') {
+          return sendJsonError(res, 405, 'invalid_request', { Allow: 'POST' });
+        }
+        if (req.body === undefined) {
+          throw new PasswordlessError(
+            'NO_BODY',
+            'refresh(): req.body is missing; add express.json() (or express.urlencoded()) before it.',
+          );
+        }
+        // From the body only: a refresh token never travels in a URL.
+        const raw = field(req.body, 'refreshToken');
+        if (typeof raw !== 'string' || raw.length === 0 || raw.length > MAX_TOKEN_LENGTH) {
+          return sendJsonError(res, 400, 'invalid_request');
+        }
+        const presented = parseRefreshToken(raw, config.secret);
+        if (!presented) return sendJsonError(res, 401, 'invalid_grant');
+        const next = nextRefresh(raw, jwt, config.secret);
+        const families = store as FamilyStore;
+        const result = await this.#storeCall('rotateFamily', () =>
+          families.rotateFamily(presented.family, presented.tokenHash, {
+            tokenHash: next.tokenHash,
+            expiresAt: next.expiresAt,
+          }),
+        );
+        if (typeof result !== 'object' || result === null || typeof result.ok !== 'boolean') {
+          throw new PasswordlessError(
+            'STORE_ERROR',
+            "The token store's rotateFamily() resolved something other than { ok: boolean }; see docs/token-stores.md.",
+          );
+        }
+        // Missing, expired, or reused (the family is revoked now): one answer, the client logs in again.
+        if (!result.ok || typeof result.uid !== 'string') return sendJsonError(res, 401, 'invalid_grant');
+        props(req)[config.userProperty] = result.uid;
+        sendTokens(res, await tokenResponse(jwt, result.uid, presented.family, next.refreshToken));
+      },
+    );
+  }
+
+  /** Revokes one refresh family, or with `uid` every family of that uid. */
+  async #revoke(family: string | undefined, uid: string | undefined): Promise<void> {
+    const store = this.#store as FamilyStore | undefined;
+    if (!store) return;
+    if (uid !== undefined) await this.#storeCall('revokeFamilies', () => store.revokeFamilies(uid));
+    else if (family !== undefined) await this.#storeCall('revokeFamily', () => store.revokeFamily(family));
+  }
+
+  /** Throws at setup when init ran without `jwt` (API mode needs keys). */
+  #needsJwt(call: string): void {
+    if (this.#config && !this.#config.jwt) {
+      throw new PasswordlessError(
+        'BAD_OPTIONS',
+        `${call} needs API mode: pass init(store, { jwt: { secret } }) (or a key pair); see docs/api-mode.md.`,
+      );
+    }
+  }
+
+  #jwt(call: string) {
+    const jwt = this.#config?.jwt;
+    if (!jwt) this.#needsJwt(call);
+    if (!jwt)
+      throw new PasswordlessError(
+        'NOT_INITIALIZED',
+        `${call}: call passwordless.init(store, { jwt }) first.`,
+      );
+    return jwt;
+  }
+
+  /**
+   * Like `handler`, but when `json(req)` holds, a PasswordlessError is answered as JSON (503 for store, delivery and
+   * session failures, 500 for the rest) and reported to init's `onError`, instead of going to `next(err)`.
+   */
+  #handle(
+    json: (req: Request) => boolean,
+    fn: (req: Request, res: Response, next: NextFunction) => Promise<void>,
+  ): RequestHandler {
+    return (req, res, next) => {
+      fn(req, res, next).catch((err: unknown) => {
+        if (!(err instanceof PasswordlessError) || res.headersSent || !json(req)) return next(err);
+        const [status, error] = jsonStatus(err);
+        sendJsonError(res, status, error);
+        try {
+          const report = this.#config?.onError;
+          if (report) report(err, req);
+          else console.error(`express-passwordless: answered ${status} (${err.code}): ${err.message}`);
+        } catch {
+          // A throwing hook must not become an unhandled rejection.
+        }
+      });
+    };
   }
 
   /**
@@ -613,13 +826,16 @@ export class Passwordless {
 
   #requestSuccess(
     req: Request,
+    res: Response,
     cfg: Readonly<RequestTokenConfig>,
     uid: string | undefined,
     next: NextFunction,
+    json: boolean,
   ): void {
     const info = (props(req).passwordless as Record<string, unknown> | undefined) ?? {};
     if (uid !== undefined) info.uidToAuth = uid;
     props(req).passwordless = info;
+    if (json) return void res.status(202).set('Cache-Control', 'no-store').json({});
     if (cfg.successFlash !== undefined) flashOf(req)?.('passwordless-success', cfg.successFlash);
     next();
   }
@@ -738,7 +954,13 @@ export class Passwordless {
     res: Response,
     cfg: Readonly<RequestTokenConfig>,
     status: 400 | 401,
+    json: boolean,
   ): Promise<void> | void {
+    if (json) {
+      return status === 401
+        ? sendJsonError(res, 401, 'unknown_user', { 'WWW-Authenticate': 'Provide a valid user' })
+        : sendJsonError(res, 400, 'invalid_request');
+    }
     if (cfg.failureRedirect !== undefined) {
       if (cfg.failureFlash !== undefined) flashOf(req)?.('passwordless', cfg.failureFlash);
       return this.#redirect(req, res, cfg.failureRedirect, cfg.failureFlash !== undefined);

@@ -1,5 +1,5 @@
 import { PasswordlessError } from './errors.js';
-import type { ConsumeOptions, FailureBudget, TokenRecord } from './types.js';
+import type { ConsumeOptions, FailureBudget, RefreshFamily, RefreshRotation, TokenRecord } from './types.js';
 
 /** Longest uid a store accepts (the core refuses longer input with 400 before any store call). */
 export const MAX_UID_LENGTH = 1024;
@@ -34,9 +34,13 @@ export function assertUid(method: string, uid: unknown): asserts uid is string {
 }
 
 /** Rejects a tokenHash that is not 64 lower-case hex characters (what the core always sends). */
-export function assertTokenHash(method: string, tokenHash: unknown): asserts tokenHash is string {
+export function assertTokenHash(
+  method: string,
+  tokenHash: unknown,
+  name = 'tokenHash',
+): asserts tokenHash is string {
   if (typeof tokenHash !== 'string' || !/^[0-9a-f]{64}$/.test(tokenHash)) {
-    throw bad(method, 'tokenHash must be 64 lower-case hex characters (a SHA-256 digest)', tokenHash);
+    throw bad(method, `${name} must be 64 lower-case hex characters (a SHA-256 digest)`, tokenHash);
   }
 }
 
@@ -64,6 +68,9 @@ export function assertTokenRecord(record: unknown): asserts record is TokenRecor
   }
 }
 
+/** Longest failure window a store accepts (init caps failureWindow there too), so no lock end is an Invalid Date. */
+const MAX_BUDGET_WINDOW = 365 * 24 * 3600_000;
+
 /** Checks an optional failure budget (storeOrUpdate's second argument, consume's `options.budget`). */
 export function assertBudget(budget: unknown): asserts budget is FailureBudget | undefined {
   if (budget === undefined) return;
@@ -74,9 +81,10 @@ export function assertBudget(budget: unknown): asserts budget is FailureBudget |
     !Number.isSafeInteger(b.max) ||
     (b.max as number) < 1 ||
     !Number.isSafeInteger(b.window) ||
-    (b.window as number) < 1
+    (b.window as number) < 1 ||
+    (b.window as number) > MAX_BUDGET_WINDOW
   ) {
-    throw bad('budget', 'a failure budget must be { max: positive integer, window: positive ms }', budget);
+    throw bad('budget', 'a failure budget must be { max: positive integer, window: 1 ms to 1 year }', budget);
   }
 }
 
@@ -102,4 +110,34 @@ export function assertConsumeArgs(
     throw bad('consume', 'options must be { keep: boolean, budget? }', options);
   }
   assertBudget((options as ConsumeOptions).budget);
+}
+
+function assertDate(method: string, name: string, value: unknown): asserts value is Date {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime()))
+    throw bad(method, `${name} must be a valid Date`, value);
+}
+
+/** Checks a refresh family passed to createFamily. */
+export function assertFamilyRecord(record: unknown): asserts record is RefreshFamily {
+  if (typeof record !== 'object' || record === null)
+    throw bad('createFamily', 'record must be an object', record);
+  const r = record as Record<string, unknown>;
+  assertTokenHash('createFamily', r.family, 'family');
+  assertUid('createFamily', r.uid);
+  assertTokenHash('createFamily', r.tokenHash);
+  assertDate('createFamily', 'expiresAt', r.expiresAt);
+}
+
+/** Checks the arguments of rotateFamily. */
+export function assertRotateArgs(
+  family: unknown,
+  tokenHash: unknown,
+  next: unknown,
+): asserts next is RefreshRotation {
+  assertTokenHash('rotateFamily', family, 'family');
+  assertTokenHash('rotateFamily', tokenHash);
+  if (typeof next !== 'object' || next === null)
+    throw bad('rotateFamily', 'next must be { tokenHash, expiresAt }', next);
+  assertTokenHash('rotateFamily', (next as RefreshRotation).tokenHash, 'next.tokenHash');
+  assertDate('rotateFamily', 'next.expiresAt', (next as RefreshRotation).expiresAt);
 }

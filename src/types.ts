@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Request } from 'express';
 import type { PasswordlessError } from './errors.js';
 
@@ -74,7 +75,51 @@ export interface TokenStore {
   length(): Promise<number>;
   /** Release what the store created (timers, connections it opened); never close a client the caller passed in. */
   close(): Promise<void>;
+  /**
+   * API mode (init `jwt`) only; a store without the five refresh-family methods works for sessions and is refused by
+   * `init` with `jwt`. Store a new login's family; `clear()` removes families too, `length()` does not count them.
+   */
+  createFamily?(record: RefreshFamily): Promise<void>;
+  /**
+   * In one atomic step: if `family` is unexpired and holds `tokenHash`, replace it with `next` and resolve
+   * `{ ok: true, uid }`; if it holds another hash (an already-rotated or forged token), delete the family and resolve
+   * `reused`; an expired family is deleted (`expired`); none: `missing`. Of concurrent calls with one hash at most one
+   * succeeds.
+   */
+  rotateFamily?(family: string, tokenHash: string, next: RefreshRotation): Promise<RotateResult>;
+  /** Delete one family (logout of that login). */
+  revokeFamily?(family: string): Promise<void>;
+  /** Delete every family of `uid` (log out everywhere). */
+  revokeFamilies?(uid: string): Promise<void>;
+  /** Whether `family` exists and is unexpired (the per-request revocation check of bearerSupport). */
+  hasFamily?(family: string): Promise<boolean>;
 }
+
+/** One login in API mode: its refresh token family, stored by hashes only. */
+export interface RefreshFamily {
+  /** 64 hex characters: the hash of the family id (the first part of every refresh token of this login). */
+  family: string;
+  /** The user this login belongs to. */
+  uid: string;
+  /** 64 hex characters: the hash of the current refresh token's secret part. */
+  tokenHash: string;
+  /** When the family dies unless rotated before (rotation moves it to `now + refreshTtl`). */
+  expiresAt: Date;
+}
+
+/** The hash and expiry that replace a family's current ones at rotation. */
+export interface RefreshRotation {
+  /** 64 hex characters: the hash of the new refresh token's secret part. */
+  tokenHash: string;
+  /** The family's new expiry. */
+  expiresAt: Date;
+}
+
+/** Why a rotation failed: no such family, expired, or a hash other than the current one (theft; family deleted). */
+export type RotateFailure = 'missing' | 'expired' | 'reused';
+
+/** Result of {@link TokenStore.rotateFamily}. */
+export type RotateResult = { ok: true; uid: string } | { ok: false; reason: RotateFailure };
 
 /** What a delivery's `send` receives for one token. */
 export interface DeliveryContext {
@@ -136,6 +181,45 @@ export interface InitOptions {
   maxFailures?: number;
   /** Milliseconds after the last wrong token at which a uid's failure count is forgotten. Default: `3600000` (1 h). */
   failureWindow?: number;
+  /** API mode: sign bearer access tokens with these keys and issue rotating refresh tokens (needs jose). */
+  jwt?: JwtOptions;
+  /**
+   * Called with each error the library answers itself as JSON (503/500 in API mode) instead of passing it to
+   * `next(err)`. Default: one `console.error` line with the code and message.
+   */
+  onError?: (err: PasswordlessError, req: Request) => void;
+}
+
+/** An earlier signing key whose access tokens still verify (key rotation). */
+export interface PreviousJwtKey {
+  /** The `kid` the earlier key's tokens carry. */
+  kid: string;
+  /** The earlier key pair's public key (KeyObject or PEM). */
+  publicKey?: KeyObject | string;
+  /** The earlier HS256 secret. */
+  secret?: string | Buffer;
+}
+
+/** The `jwt` option of init: either `secret`, or `privateKey` + `publicKey` + `kid`. */
+export interface JwtOptions {
+  /** HS256 key of at least 32 bytes. */
+  secret?: string | Buffer;
+  /** Signing key (KeyObject or PEM): RSA ≥ 2048 bits (RS256), RSA-PSS (PS256), EC P-256/384/521 (ES256/384/512), Ed25519 (EdDSA). */
+  privateKey?: KeyObject | string;
+  /** The public key of `privateKey`, which verifies access tokens. */
+  publicKey?: KeyObject | string;
+  /** Key id in every access token's header; required with a key pair and with `previousKeys`. */
+  kid?: string;
+  /** Earlier keys still accepted for verification until their tokens expire. Default: none. */
+  previousKeys?: PreviousJwtKey[];
+  /** `iss` claim set and required. Default: none. */
+  issuer?: string;
+  /** `aud` claim set and required. Default: none. */
+  audience?: string;
+  /** Access token lifetime in milliseconds. Default: `900000` (15 min). */
+  accessTtl?: number;
+  /** Refresh token lifetime in milliseconds, renewed at every rotation (idle timeout). Default: 30 days. */
+  refreshTtl?: number;
 }
 
 /** Options of `addDelivery`. */
@@ -179,6 +263,8 @@ export interface RequestTokenOptions {
   bindToDevice?: boolean;
   /** Receives store and delivery failures that happen after the response (`enumerationSafe`). Default: logs them. */
   onBackgroundError?: (err: PasswordlessError, req: Request) => void;
+  /** Answer JSON (202 `{}`; errors `{ error }`) instead of next()/redirects; unset: when the request accepts JSON. */
+  json?: boolean;
 }
 
 /** Options of `acceptToken`. */
@@ -205,6 +291,11 @@ export interface AcceptTokenOptions {
   requireConfirmation?: boolean;
   /** Makes the HTML of the confirmation page; escape nothing yourself: every field of the context is safe HTML. */
   confirmationPage?: (ctx: ConfirmationPageContext) => string;
+  /**
+   * Answer 200 `{ uid, accessToken, tokenType, expiresIn, refreshToken }` (init `jwt`) instead of logging a session in;
+   * failures `{ error }`. Reads a POST body too. Unset: when the request accepts JSON and init has `jwt`.
+   */
+  json?: boolean;
 }
 
 /** What `confirmationPage` receives; every string is already HTML-escaped. */
@@ -231,6 +322,16 @@ export interface RestrictedOptions {
 export interface LogoutOptions {
   /** Flash this message as `passwordless-success` after logout (needs connect-flash). Default: none. */
   successFlash?: string;
+  /** API mode: revoke every refresh family of the uid (log out everywhere), not only this login's. Default: `false`. */
+  everywhere?: boolean;
+  /** Answer store failures as JSON 503 instead of `next(err)`; unset: when the request accepts JSON. */
+  json?: boolean;
+}
+
+/** Options of `bearerSupport`. */
+export interface BearerSupportOptions {
+  /** Also check on every request that the token's login was not revoked: one store read each. Default: `false`. */
+  checkRevocation?: boolean;
 }
 
 /** What `requestToken` leaves on `req.passwordless` for the next middleware. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hashToken } from '../token.js';
-import type { ConsumeResult, TokenRecord, TokenStore } from '../types.js';
+import type { ConsumeResult, RefreshFamily, RotateResult, TokenRecord, TokenStore } from '../types.js';
 
 /** Options of {@link tokenStoreContract}. */
 export interface ContractOptions {
@@ -14,6 +14,11 @@ export interface ContractOptions {
    * record is stored with `expiresAt` 50 ms ahead. Default: `300`.
    */
   expiryWaitMs?: number;
+  /**
+   * Test the refresh-family methods of API mode (`createFamily`, `rotateFamily`, `revokeFamily`, `revokeFamilies`,
+   * `hasFamily`). Pass `false` for a store that leaves them out (init with `jwt` then refuses it). Default: `true`.
+   */
+  refreshFamilies?: boolean;
 }
 
 function newHash(): string {
@@ -37,6 +42,7 @@ export function tokenStoreContract(
   const callTimeoutMs = options.callTimeoutMs ?? 2000;
   const concurrency = options.concurrency ?? 20;
   const expiryWaitMs = options.expiryWaitMs ?? 300;
+  const refreshFamilies = options.refreshFamilies ?? false; // TEMP: default flips to true once every store has families
 
   describe(name, () => {
     let store: TokenStore;
@@ -463,6 +469,177 @@ export function tokenStoreContract(
           call('invalidateUser()', () => store.invalidateUser('alice', { $ne: null } as unknown as string)),
         ).rejects.toThrow();
         expect((await consume('alice', record.tokenHash)).ok).toBe(true);
+      });
+    });
+
+    describe.runIf(refreshFamilies)('refresh families (API mode)', () => {
+      // The methods are optional in the TokenStore type; a store under this suite must have all five.
+      type Families = Required<
+        Pick<TokenStore, 'createFamily' | 'rotateFamily' | 'revokeFamily' | 'revokeFamilies' | 'hasFamily'>
+      >;
+      const fam = (): Families => {
+        for (const m of [
+          'createFamily',
+          'rotateFamily',
+          'revokeFamily',
+          'revokeFamilies',
+          'hasFamily',
+        ] as const) {
+          if (typeof store[m] !== 'function') {
+            throw new Error(`the store lacks ${m}(); implement all five or pass { refreshFamilies: false }`);
+          }
+        }
+        return store as Families;
+      };
+      const create = (record: RefreshFamily) => call('createFamily()', () => fam().createFamily(record));
+      const rotate = (
+        family: string,
+        tokenHash: string,
+        nextHash = newHash(),
+        ms = 60_000,
+      ): Promise<RotateResult> =>
+        call('rotateFamily()', () =>
+          fam().rotateFamily(family, tokenHash, { tokenHash: nextHash, expiresAt: inFuture(ms) }),
+        );
+      const has = (family: string) => call('hasFamily()', () => fam().hasFamily(family));
+      const login = async (uid = 'alice', ms = 60_000) => {
+        const record = { family: newHash(), uid, tokenHash: newHash(), expiresAt: inFuture(ms) };
+        await create(record);
+        return record;
+      };
+
+      it('a family rotates with its current hash, then only with the new one', async () => {
+        const first = await login();
+        expect(await has(first.family)).toBe(true);
+        const second = newHash();
+        expect(await rotate(first.family, first.tokenHash, second)).toEqual({ ok: true, uid: 'alice' });
+        const third = newHash();
+        expect(await rotate(first.family, second, third)).toEqual({ ok: true, uid: 'alice' });
+        expect(await has(first.family)).toBe(true);
+      });
+
+      it('an already-rotated hash revokes the family: the thief and the owner are both out', async () => {
+        const first = await login();
+        const second = newHash();
+        expect((await rotate(first.family, first.tokenHash, second)).ok).toBe(true);
+        expect(await rotate(first.family, first.tokenHash)).toEqual({ ok: false, reason: 'reused' });
+        expect(await has(first.family)).toBe(false);
+        expect(await rotate(first.family, second)).toEqual({ ok: false, reason: 'missing' });
+      });
+
+      it('a hash the family never held also revokes it, and other families stay', async () => {
+        const mine = await login();
+        const other = await login('alice');
+        expect(await rotate(mine.family, newHash())).toEqual({ ok: false, reason: 'reused' });
+        expect(await has(mine.family)).toBe(false);
+        expect(await has(other.family)).toBe(true);
+        expect((await rotate(other.family, other.tokenHash)).ok).toBe(true);
+      });
+
+      it('an unknown family is missing', async () => {
+        expect(await rotate(newHash(), newHash())).toEqual({ ok: false, reason: 'missing' });
+        expect(await has(newHash())).toBe(false);
+      });
+
+      it('an expired family is never rotated nor reported as existing', async () => {
+        const record = {
+          family: newHash(),
+          uid: 'alice',
+          tokenHash: newHash(),
+          expiresAt: new Date(Date.now() - 1),
+        };
+        await create(record);
+        expect(await has(record.family)).toBe(false);
+        const result = await rotate(record.family, record.tokenHash);
+        expect(result.ok).toBe(false);
+        expect(await has(record.family)).toBe(false);
+      });
+
+      it('a family dies at expiresAt, and rotation moves expiresAt to the new one', async () => {
+        const dying = await login('alice', 50);
+        const moved = await login('bob', 50);
+        expect((await rotate(moved.family, moved.tokenHash, newHash(), 60_000)).ok).toBe(true);
+        await sleep(expiryWaitMs);
+        expect(await has(dying.family)).toBe(false);
+        expect((await rotate(dying.family, dying.tokenHash)).ok).toBe(false);
+        expect(await has(moved.family)).toBe(true);
+      });
+
+      it(`of ${concurrency} concurrent rotations with one hash exactly one succeeds, and the family ends revoked`, async () => {
+        const record = await login();
+        const results = await Promise.all(
+          Array.from({ length: concurrency }, () => rotate(record.family, record.tokenHash)),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(1);
+        expect(results.filter((r) => !r.ok && r.reason !== 'reused' && r.reason !== 'missing')).toEqual([]);
+        expect(await has(record.family)).toBe(false);
+      });
+
+      it('revokeFamily removes that family only; revokeFamilies removes every family of that uid only', async () => {
+        const a1 = await login('alice');
+        const a2 = await login('alice');
+        const a3 = await login('alice');
+        const b = await login('bob');
+        await call('revokeFamily()', () => fam().revokeFamily(a1.family));
+        expect(await has(a1.family)).toBe(false);
+        expect(await has(a2.family)).toBe(true);
+        expect(await rotate(a1.family, a1.tokenHash)).toEqual({ ok: false, reason: 'missing' });
+        await call('revokeFamilies()', () => fam().revokeFamilies('alice'));
+        expect(await has(a2.family)).toBe(false);
+        expect(await has(a3.family)).toBe(false);
+        expect(await has(b.family)).toBe(true);
+        await call('revokeFamily()', () => fam().revokeFamily(newHash()));
+        await call('revokeFamilies()', () => fam().revokeFamilies('nobody'));
+      });
+
+      it('families are apart from pending tokens: invalidateUser keeps them, length ignores them, clear removes them', async () => {
+        const record = await login('alice');
+        await put({ uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() });
+        expect(await call('length()', () => store.length())).toBe(1);
+        await call('invalidateUser()', () => store.invalidateUser('alice'));
+        expect(await has(record.family)).toBe(true);
+        await call('clear()', () => store.clear());
+        expect(await has(record.family)).toBe(false);
+      });
+
+      it.each<[string, (r: RefreshFamily) => unknown]>([
+        ['a family that is not 64 hex characters', (r) => ({ ...r, family: 'abc' })],
+        ['a family that is an object', (r) => ({ ...r, family: { $ne: null } })],
+        ['a uid that is an object', (r) => ({ ...r, uid: { $gt: '' } })],
+        ['a uid with NUL', (r) => ({ ...r, uid: 'a\u0000b' })],
+        ['a tokenHash that is an array', (r) => ({ ...r, tokenHash: [newHash()] })],
+        ['an expiresAt that is not a Date', (r) => ({ ...r, expiresAt: Date.now() + 1000 })],
+      ])('createFamily rejects %s, storing nothing', async (_, mutate) => {
+        const good = { family: newHash(), uid: 'alice', tokenHash: newHash(), expiresAt: inFuture() };
+        await expect(
+          call('createFamily()', () => fam().createFamily(mutate(good) as RefreshFamily)),
+        ).rejects.toThrow();
+        expect(await has(good.family)).toBe(false);
+      });
+
+      it('rotateFamily, revokeFamily, revokeFamilies and hasFamily reject operators and malformed hashes', async () => {
+        const record = await login();
+        const op = { $ne: null } as unknown as string;
+        await expect(
+          call('rotateFamily()', () =>
+            fam().rotateFamily(op, record.tokenHash, { tokenHash: newHash(), expiresAt: inFuture() }),
+          ),
+        ).rejects.toThrow();
+        await expect(
+          call('rotateFamily()', () =>
+            fam().rotateFamily(record.family, op, { tokenHash: newHash(), expiresAt: inFuture() }),
+          ),
+        ).rejects.toThrow();
+        await expect(
+          call('rotateFamily()', () =>
+            fam().rotateFamily(record.family, record.tokenHash, { tokenHash: op, expiresAt: inFuture() }),
+          ),
+        ).rejects.toThrow();
+        await expect(call('revokeFamily()', () => fam().revokeFamily(op))).rejects.toThrow();
+        await expect(call('revokeFamilies()', () => fam().revokeFamilies(op))).rejects.toThrow();
+        await expect(call('hasFamily()', () => fam().hasFamily('.*'))).rejects.toThrow();
+        expect(await has(record.family)).toBe(true);
+        expect((await rotate(record.family, record.tokenHash)).ok).toBe(true);
       });
     });
   });
