@@ -1,3 +1,4 @@
+import { isProduction } from './env.js';
 import { fail, hasControl, show } from './options.js';
 
 /** Where a link points: the configured acceptance route and the query fields `acceptToken` reads. */
@@ -68,8 +69,7 @@ const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
 
 // Works, but sends live sign-in links in clear text: warn once per helper and host when it looks like production.
 function warnPlainHttp(call: string, base: URL): void {
-  if (base.protocol !== 'http:' || process.env.NODE_ENV !== 'production' || LOOPBACK.test(base.hostname))
-    return;
+  if (base.protocol !== 'http:' || !isProduction() || LOOPBACK.test(base.hostname)) return;
   const key = `${call} ${base.host}`;
   if (warned.has(key)) return;
   warned.add(key);

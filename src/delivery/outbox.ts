@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { PasswordlessError } from '../errors.js';
 import type { DeliveryContext, SendToken } from '../types.js';
+import { isProduction } from './env.js';
 import { escapeHtml } from './html.js';
 import { buildLink, linkTarget } from './link.js';
 import { defaultSubject, defaultText } from './message.js';
@@ -46,7 +48,10 @@ export interface DevOutbox {
   readonly messages: OutboxMessage[];
   /** Forget every kept message. */
   clear(): void;
-  /** An Express Router: `GET /` lists the messages as HTML, `GET /messages.json` as JSON, newest first. */
+  /**
+   * An Express Router: `GET /` lists the messages as HTML, `GET /messages.json` as JSON, newest first. It answers only
+   * requests whose `Host` is loopback or `baseUrl`'s host, and none once `NODE_ENV` is production.
+   */
   router(): Router;
 }
 
@@ -114,17 +119,34 @@ function page(messages: readonly OutboxMessage[]): string {
   ].join('\n');
 }
 
+// The page lists live sign-in links: whenever NODE_ENV says production (trimmed, any case), creating, recording and
+// serving are all refused, so an outbox made before NODE_ENV was set (dotenv loaded late) cannot start leaking.
+function productionError(what: string): PasswordlessError {
+  return new PasswordlessError(
+    'BAD_OPTIONS',
+    `${CALL}: ${what} refused because NODE_ENV is production: the dev outbox would list live sign-in links. Use emailDelivery() or smsDelivery(), and create the outbox only in development.`,
+  );
+}
+
+const LOOPBACK_HOST = /^(?:localhost|[a-z0-9.-]+\.localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
+
+// DNS rebinding: a page on attacker.example that re-resolves its name to 127.0.0.1 can read this router same-origin,
+// but its requests still carry `Host: attacker.example`. The raw header is read, never X-Forwarded-Host (`trust
+// proxy`), which such a page could set itself.
+function addressedHere(req: Request, baseHost: string): boolean {
+  const host = req.headers.host;
+  if (typeof host !== 'string') return false;
+  const name = host.replace(/:\d*$/, '').toLowerCase();
+  return LOOPBACK_HOST.test(name) || name === baseHost;
+}
+
 /**
  * A delivery for development: keeps the last `limit` messages in memory and serves them from `router()`.
- * Throws `BAD_OPTIONS` when `NODE_ENV` is `production`, so its page can never list live links of real users.
+ * Throws `BAD_OPTIONS` when `NODE_ENV` is production (trimmed, any case) — when it is created and again on every send
+ * and request — so its page can never list live links of real users.
  */
 export function devOutbox(options: DevOutboxOptions): DevOutbox {
-  if (process.env.NODE_ENV === 'production') {
-    fail(
-      CALL,
-      'the dev outbox shows live sign-in links and is refused when NODE_ENV=production; use emailDelivery() or smsDelivery().',
-    );
-  }
+  if (isProduction()) throw productionError('devOutbox() is');
   const o = readOptions(CALL, options, KEYS);
   const target = linkTarget(CALL, o);
   const limit = o.limit ?? 50;
@@ -134,6 +156,7 @@ export function devOutbox(options: DevOutboxOptions): DevOutbox {
   let kept: OutboxMessage[] = [];
 
   const send: SendToken = (ctx: DeliveryContext) => {
+    if (isProduction()) throw productionError('recording a message is');
     const link = buildLink(target, ctx.token, ctx.uid);
     const message: OutboxMessage = {
       to: ctx.recipient,
@@ -154,6 +177,25 @@ export function devOutbox(options: DevOutboxOptions): DevOutbox {
     kept = [Object.freeze(message), ...kept].slice(0, limit);
   };
 
+  // Checks every request before anything is shown: production, then the Host it was addressed to.
+  function guard(req: Request, res: Response, next: NextFunction): void {
+    if (isProduction()) {
+      next(productionError('serving the outbox is'));
+      return;
+    }
+    secureHeaders(res);
+    if (!addressedHere(req, target.base.hostname)) {
+      res
+        .status(403)
+        .type('text')
+        .send(
+          `devOutbox(): this page answers only requests addressed to localhost, 127.0.0.1, [::1] or ${target.base.hostname} (the baseUrl host); open it by one of those names.`,
+        );
+      return;
+    }
+    next();
+  }
+
   return {
     send,
     get messages() {
@@ -163,13 +205,13 @@ export function devOutbox(options: DevOutboxOptions): DevOutbox {
       kept = [];
     },
     router() {
+      if (isProduction()) throw productionError('router() is');
       const router = express.Router();
-      router.get('/', (_req: Request, res: Response) => {
-        secureHeaders(res);
+      // On the two routes only: mounted at '/', the router must not touch the app's other requests.
+      router.get('/', guard, (_req: Request, res: Response) => {
         res.type('html').send(page(kept));
       });
-      router.get('/messages.json', (_req: Request, res: Response) => {
-        secureHeaders(res);
+      router.get('/messages.json', guard, (_req: Request, res: Response) => {
         res.json(kept);
       });
       return router;

@@ -44,7 +44,7 @@ export interface SmsSegments {
   encoding: 'GSM-7' | 'UCS-2';
   /** Length in that encoding: septets (extension characters count 2) or UTF-16 code units. */
   units: number;
-  /** Number of SMS parts: one up to 160 septets / 70 UCS-2 units, else parts of 153 / 67. */
+  /** Number of SMS parts: one up to 160 septets / 70 UCS-2 units, else parts of at most 153 / 67, no character split. */
   segments: number;
 }
 
@@ -60,18 +60,39 @@ const GSM_BASIC = new Set(
 );
 const GSM_EXTENSION = new Set('\f^{}\\[~]|€');
 
-/** How `text` would be encoded and into how many SMS parts it would be split. */
+/** How many parts of `perPart` units hold characters of these sizes, none split across two parts. */
+function parts(sizes: readonly number[], perPart: number): number {
+  let count = 1;
+  let used = 0;
+  for (const size of sizes) {
+    if (used + size > perPart) {
+      count += 1;
+      used = 0;
+    }
+    used += size;
+  }
+  return count;
+}
+
+/**
+ * How `text` would be encoded and into how many SMS parts it would be split. A multi-part message never splits a
+ * GSM-7 extension character (escape + character, 2 septets) or a UTF-16 surrogate pair (an emoji, 2 units) across two
+ * parts, so such a character at a part boundary moves to the next part, as phones and gateways do.
+ */
 export function smsSegments(text: string): SmsSegments {
-  let septets = 0;
-  for (const char of text) {
-    if (GSM_BASIC.has(char)) septets += 1;
-    else if (GSM_EXTENSION.has(char)) septets += 2;
+  const chars = [...text];
+  const septets: number[] = [];
+  for (const char of chars) {
+    if (GSM_BASIC.has(char)) septets.push(1);
+    else if (GSM_EXTENSION.has(char)) septets.push(2);
     else {
       const units = text.length;
-      return { encoding: 'UCS-2', units, segments: units <= 70 ? 1 : Math.ceil(units / 67) };
+      const sizes = chars.map((c) => c.length);
+      return { encoding: 'UCS-2', units, segments: units <= 70 ? 1 : parts(sizes, 67) };
     }
   }
-  return { encoding: 'GSM-7', units: septets, segments: septets <= 160 ? 1 : Math.ceil(septets / 153) };
+  const units = septets.reduce((sum, n) => sum + n, 0);
+  return { encoding: 'GSM-7', units, segments: units <= 160 ? 1 : parts(septets, 153) };
 }
 
 function validFor(ms: number): string {

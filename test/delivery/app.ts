@@ -3,8 +3,10 @@ import express from 'express';
 import {
   type DeliveryOptions,
   type GetUserId,
+  type InitOptions,
   MemoryStore,
   Passwordless,
+  type RequestTokenOptions,
   type SendToken,
   type TokenStore,
 } from 'express-passwordless';
@@ -18,6 +20,10 @@ export interface DeliveryAppOptions {
   getUserId?: GetUserId;
   /** Extra setup before the passwordless middleware (e.g. mounting a dev outbox router). */
   before?: (app: express.Express) => void;
+  /** Extra `init` options (e.g. a short `deliveryTimeout`). */
+  init?: InitOptions;
+  /** Options of `requestToken` (e.g. `enumerationSafe`). */
+  request?: RequestTokenOptions;
 }
 
 export interface DeliveryApp {
@@ -37,7 +43,7 @@ export function deliveryApp(options: DeliveryAppOptions): DeliveryApp {
   const store = new MemoryStore();
   const passwordless = new Passwordless();
   // A secret, so short codes are stored as HMACs (and the core does not warn about unkeyed codes).
-  passwordless.init(store, { secret: 'a test secret of at least thirty-two bytes' });
+  passwordless.init(store, { secret: 'a test secret of at least thirty-two bytes', ...options.init });
   passwordless.addDelivery(options.send, options.delivery);
   const errors: unknown[] = [];
   app.use(session({ secret: 'test secret that is long enough', resave: false, saveUninitialized: false }));
@@ -46,9 +52,13 @@ export function deliveryApp(options: DeliveryAppOptions): DeliveryApp {
   app.use(passwordless.sessionSupport());
   app.use(passwordless.acceptToken());
   const known: GetUserId = (user) => (user.endsWith('@example.com') ? user : null);
-  app.post('/sendtoken', passwordless.requestToken(options.getUserId ?? known), (req, res) => {
-    res.json({ sent: true, uidToAuth: req.passwordless?.uidToAuth ?? null });
-  });
+  app.post(
+    '/sendtoken',
+    passwordless.requestToken(options.getUserId ?? known, options.request),
+    (req, res) => {
+      res.json({ sent: true, uidToAuth: req.passwordless?.uidToAuth ?? null });
+    },
+  );
   app.use((req: Request, res: Response) => {
     res.json({ user: (req as unknown as { user?: string }).user ?? null });
   });

@@ -6,7 +6,7 @@ import { type ParsedMail, simpleParser } from 'mailparser';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import request from 'supertest';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type EmailDeliveryOptions,
   type EmailMessageContext,
@@ -160,6 +160,13 @@ describe('emailDelivery() options', () => {
     ['a baseUrl with a newline', { ...VALID, baseUrl: 'https://app.example/lo\ngin' }],
     ['a baseUrl that already has a token field', { ...VALID, baseUrl: 'https://app.example/?token=1' }],
     ['a subject with CRLF', { ...VALID, subject: 'Hi\r\nBcc: x@evil.example' }],
+    ['a subject with an encoded-word', { ...VALID, subject: 'Hi =?utf-8?Q?=0D=0ABcc:_x?=' }],
+    ['a from with an encoded-word', { ...VALID, from: '=?utf-8?B?QXBwDQo=?= <no-reply@app.example>' }],
+    [
+      'a from name with an encoded-word',
+      { ...VALID, from: { name: '=?UTF-8?q?App=0A?=', address: 'a@app.example' } },
+    ],
+    ['a from name with a line break', { ...VALID, from: { name: 'App\nBcc: x', address: 'a@app.example' } }],
     ['a text that is a string', { ...VALID, text: 'static text' }],
     ['an html that is a number', { ...VALID, html: 42 }],
     ['equal tokenField and uidField', { ...VALID, tokenField: 'x', uidField: 'x' }],
@@ -214,6 +221,45 @@ describe('emailDelivery() options', () => {
       to: { name: '', address: 'a@example.com' },
       subject: 'Your sign-in link',
     });
+  });
+});
+
+describe('emailDelivery() subject functions', () => {
+  it.each([
+    ['CR LF', '\r\nBcc: x@evil.example'],
+    ['a line separator (U+2028)', '\u2028Bcc: x'],
+    ['a next line (U+0085)', '\u0085Bcc: x'],
+    ['a vertical tab', '\u000bx'],
+    ['a NUL', '\u0000'],
+  ])('refuses %s, with an error that does not name the token', async (_what, tail) => {
+    const sent: unknown[] = [];
+    const send = emailDelivery({
+      ...VALID,
+      transport: {
+        sendMail: async (message) => {
+          sent.push(message);
+        },
+      },
+      subject: (ctx) => `${ctx.token}${tail}`,
+    });
+    let caught: unknown;
+    try {
+      await send({
+        token: 'T0kenT0kenT0kenT0kenT0',
+        uid: 'u1',
+        recipient: 'alice@example.com',
+        delivery: undefined,
+        req: {} as DeliveryContext['req'],
+        expiresAt: new Date(Date.now() + 600_000),
+        kind: 'link',
+      });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(PasswordlessError);
+    expect((caught as PasswordlessError).code).toBe('DELIVERY_FAILED');
+    expect((caught as PasswordlessError).message).not.toContain('T0ken');
+    expect(sent).toEqual([]);
   });
 });
 
@@ -356,6 +402,65 @@ describe('emailDelivery() over SMTP', () => {
     expect((errors[0] as PasswordlessError).cause).toBeInstanceOf(PasswordlessError);
   });
 
+  it.each([
+    ['a Q encoded-word', '=?utf-8?Q?=0D=0AURGENT:_verify_your_account=E2=80=AE?='],
+    ['a B encoded-word', '=?UTF-8?B?DQpVUkdFTlQ=?='],
+    ['an encoded-word with a language tag', '=?us-ascii*en?q?x?='],
+  ])(
+    'refuses a subject function that returns %s (user input decoded by mail clients), before SMTP',
+    async (_what, uid) => {
+      const send = emailDelivery(options({ subject: (ctx) => `Welcome back ${ctx.uid}` }));
+      const { app, store, errors } = deliveryApp({
+        send,
+        getUserId: () => ({ uid, recipient: 'alice@example.com' }),
+      });
+      const res = await request(app).post('/sendtoken').type('form').send({ user: 'x' });
+      expect(res.status).toBe(500);
+      expect(res.body).toEqual({ error: 'DELIVERY_FAILED' });
+      expect(smtp.mailFroms).toEqual([]);
+      expect(await store.length()).toBe(0);
+      const cause = (errors[0] as PasswordlessError).cause as PasswordlessError;
+      expect(cause).toBeInstanceOf(PasswordlessError);
+      expect(cause.message).toMatch(/^emailDelivery\(\): `subject` .*encoded-word/);
+    },
+  );
+
+  it('sends a subject with "=?" that is no encoded-word', async () => {
+    const send = emailDelivery(options({ subject: 'What is 1+1=? Sign in to find out' }));
+    const { app } = deliveryApp({ send });
+    await request(app).post('/sendtoken').type('form').send({ user: 'alice@example.com' }).expect(200);
+    expect(onlyMail().subject).toBe('What is 1+1=? Sign in to find out');
+  });
+
+  it('sends to the ASCII form of an internationalised domain, the address templates see too', async () => {
+    // smtp-server shows RCPT TO domains in Unicode, so the envelope is read from nodemailer's JSON transport.
+    const json = createTransport({ jsonTransport: true });
+    const envelopes: unknown[] = [];
+    const seen: string[] = [];
+    const send = emailDelivery(
+      options({
+        transport: {
+          sendMail: async (message) => {
+            const info = (await json.sendMail(message)) as { envelope: unknown };
+            envelopes.push(info.envelope);
+            return info;
+          },
+        },
+        text: (ctx) => {
+          seen.push(ctx.recipient);
+          return ctx.link;
+        },
+      }),
+    );
+    const { app } = deliveryApp({
+      send,
+      getUserId: () => ({ uid: 'u1', recipient: 'alice@Bücher.Example' }),
+    });
+    await request(app).post('/sendtoken').type('form').send({ user: 'x' }).expect(200);
+    expect(envelopes).toEqual([{ from: 'no-reply@app.example', to: ['alice@xn--bcher-kva.example'] }]);
+    expect(seen).toEqual(['alice@xn--bcher-kva.example']);
+  });
+
   it('sends to the NFKC form of the address', async () => {
     const { app } = deliveryApp({
       send: emailDelivery(options()),
@@ -391,6 +496,25 @@ describe('emailDelivery() over SMTP', () => {
       ['a fullwidth second @ (U+FF20)', 'a@b\uff20c.com'],
       ['an ideographic space (U+3000)', 'a@x.com\u3000b@y.com'],
       ['an empty domain label', 'a@x..com'],
+      // IDNA would turn these into another address than the one checked (an empty label, or invisible characters gone).
+      ['a trailing ideographic full stop (U+3002)', 'a@example.com\u3002'],
+      ['two ideographic full stops', 'a@example\u3002\u3002com'],
+      ['a leading ideographic full stop', 'a@\u3002example.com'],
+      ['a halfwidth ideographic full stop (U+FF61)', 'a@example\uff61com'],
+      ['a fullwidth full stop making an empty label (U+FF0E)', 'a@example\uff0e\uff0ecom'],
+      ['a combining grapheme joiner (U+034F)', 'a@exa\u034fmple.com'],
+      ['a variation selector (U+FE0F)', 'a@exa\ufe0fmple.com'],
+      ['a Hangul filler (U+3164)', 'a\u3164@example.com'],
+      ['a soft hyphen (U+00AD)', 'a@exam\u00adple.com'],
+      ['a domain a URL parser cuts at /', 'a@evil.example/x'],
+      ['a domain a URL parser cuts at ?', 'a@evil.example?x'],
+      ['a domain a URL parser cuts at #', 'a@evil.example#x'],
+      ['a percent-encoded domain', 'a@ex%61mple.com'],
+      ['invalid punycode', 'a@xn--a.com'],
+      ['a label starting with a hyphen', 'a@-example.com'],
+      ['a label over 63 characters', `a@${'x'.repeat(64)}.com`],
+      ['an IPv4 address as domain', 'a@127.0.0.1'],
+      ['an IPv4 address in hex', 'a@0x7f.1'],
     ])('%s: %j', async (_what, recipient) => {
       const email = recording(emailDelivery(options()));
       const { app, store, errors } = deliveryApp({
@@ -412,6 +536,24 @@ describe('emailDelivery() over SMTP', () => {
       const after = await agent.get(`/login?token=${encodeURIComponent(token)}&uid=${uid}`).expect(200);
       expect(after.body.user).toBeNull();
     });
+  });
+
+  it('with enumerationSafe, answers as a success and reports a refused recipient to onBackgroundError, leaving no token', async () => {
+    const reported: PasswordlessError[] = [];
+    const { app, store, errors } = deliveryApp({
+      send: emailDelivery(options()),
+      getUserId: () => ({ uid: 'victim', recipient: 'a@x.com, b@y.com' }),
+      request: { enumerationSafe: true, onBackgroundError: (err) => reported.push(err) },
+    });
+    const res = await request(app).post('/sendtoken').type('form').send({ user: 'x' }).expect(200);
+    expect(res.body.sent).toBe(true);
+    await vi.waitFor(() => expect(reported).toHaveLength(1));
+    expect(reported[0]).toBeInstanceOf(PasswordlessError);
+    expect(reported[0]!.code).toBe('DELIVERY_FAILED');
+    expect((reported[0]!.cause as PasswordlessError).message).toMatch(/^emailDelivery\(\): the recipient /);
+    expect(errors).toEqual([]);
+    expect(smtp.rcpts).toEqual([]);
+    expect(await store.length()).toBe(0);
   });
 
   it('ends in DELIVERY_FAILED with no token left when the server rejects the recipient', async () => {

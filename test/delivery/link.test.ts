@@ -1,4 +1,6 @@
+import querystring from 'node:querystring';
 import { PasswordlessError } from 'express-passwordless';
+import qs from 'qs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildLink, linkTarget } from '../../src/delivery/link.js';
 
@@ -47,6 +49,16 @@ describe('buildLink', () => {
     expect(link).not.toMatch(/[<>"']/);
   });
 
+  it("round-trips token and uid through Express 5's query parser (node:querystring) and Express 4's (qs)", () => {
+    const uid = 'a&uid=b#c+d%e [f]=g?h/ü😀';
+    const token = 'x&token=y#+%';
+    const url = new URL(buildLink(target('https://app.example/login?a=1'), token, uid));
+    expect(url.hash).toBe('');
+    const query = url.search.slice(1);
+    expect(querystring.parse(query)).toEqual({ a: '1', token, uid });
+    expect(qs.parse(query, { allowPrototypes: true })).toEqual({ a: '1', token, uid });
+  });
+
   it('uses the configured field names', () => {
     expect(buildLink(target('https://app.example/', { tokenField: 't', uidField: 'u' }), '1', '2')).toBe(
       'https://app.example/?t=1&u=2',
@@ -92,6 +104,13 @@ describe('linkTarget', () => {
     target('https://secure.example/login');
     expect(warn).toHaveBeenCalledTimes(1);
     expect(String(warn.mock.calls[0]![0])).toMatch(/http: with NODE_ENV=production/);
+  });
+
+  it('reads NODE_ENV trimmed and in any case, as devOutbox() does', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    vi.stubEnv('NODE_ENV', ' Production\n');
+    target('http://another-plain.example/login');
+    expect(warn).toHaveBeenCalledTimes(1);
   });
 
   it('does not warn about http outside production', () => {

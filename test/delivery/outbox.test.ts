@@ -37,8 +37,29 @@ describe('devOutbox() setup', () => {
     }
     expect(caught).toBeInstanceOf(PasswordlessError);
     expect((caught as PasswordlessError).code).toBe('BAD_OPTIONS');
-    expect((caught as PasswordlessError).message).toMatch(/NODE_ENV=production/);
+    expect((caught as PasswordlessError).message).toMatch(/NODE_ENV is production/);
   });
+
+  it.each(['PRODUCTION', 'Production', 'production ', ' production', '\tProduction\n'])(
+    'throws BAD_OPTIONS when NODE_ENV is %j (trimmed, any case)',
+    (value) => {
+      vi.stubEnv('NODE_ENV', value);
+      expect(() => devOutbox({ baseUrl: BASE })).toThrow(
+        expect.objectContaining({
+          code: 'BAD_OPTIONS',
+          message: expect.stringMatching(/NODE_ENV is production/),
+        }),
+      );
+    },
+  );
+
+  it.each(['development', 'test', 'preproduction', 'production-like', ''])(
+    'works when NODE_ENV is %j',
+    (value) => {
+      vi.stubEnv('NODE_ENV', value);
+      expect(() => devOutbox({ baseUrl: BASE })).not.toThrow();
+    },
+  );
 
   it('checks NODE_ENV when devOutbox() is called, not when the module was loaded', () => {
     expect(() => devOutbox({ baseUrl: BASE })).not.toThrow();
@@ -54,6 +75,7 @@ describe('devOutbox() setup', () => {
     ['a relative baseUrl', { baseUrl: '/login' }],
     ['a limit of 0', { baseUrl: BASE, limit: 0 }],
     ['a fractional limit', { baseUrl: BASE, limit: 1.5 }],
+    ['an infinite limit', { baseUrl: BASE, limit: Number.POSITIVE_INFINITY }],
     ['a string limit', { baseUrl: BASE, limit: '10' }],
     ['an unknown option', { baseUrl: BASE, max: 10 }],
   ])('throws BAD_OPTIONS for %s', (_what, bad) => {
@@ -222,6 +244,147 @@ describe('devOutbox() router', () => {
     const { app } = mounted();
     expect((await request(app).get('/outbox/').expect(200)).text).toContain('No messages yet.');
     expect((await request(app).get('/outbox/messages.json').expect(200)).body).toEqual([]);
+  });
+});
+
+describe('devOutbox() made before NODE_ENV became production', () => {
+  // e.g. created at module top level, before dotenv.config() set NODE_ENV.
+  function madeInDevelopment() {
+    vi.stubEnv('NODE_ENV', 'development');
+    const box = devOutbox({ baseUrl: BASE });
+    const app = express();
+    const errors: unknown[] = [];
+    app.use('/outbox', box.router());
+    app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(err);
+      res.status(500).send('error');
+    });
+    return { box, app, errors };
+  }
+
+  it.each(['production', 'Production '])(
+    'send() refuses to record a message once NODE_ENV is %j',
+    async (value) => {
+      const { box } = madeInDevelopment();
+      vi.stubEnv('NODE_ENV', value);
+      let caught: unknown;
+      try {
+        await box.send(ctx());
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(PasswordlessError);
+      expect(caught).toMatchObject({
+        code: 'BAD_OPTIONS',
+        message: expect.stringMatching(/^devOutbox\(\): /),
+      });
+      expect(box.messages).toEqual([]);
+    },
+  );
+
+  it('a request for a token then ends in DELIVERY_FAILED and leaves no token', async () => {
+    vi.stubEnv('NODE_ENV', 'development');
+    const box = devOutbox({ baseUrl: BASE });
+    const { app, store, errors } = deliveryApp({ send: box.send });
+    vi.stubEnv('NODE_ENV', 'PRODUCTION');
+    const res = await request(app).post('/sendtoken').type('form').send({ user: 'alice@example.com' });
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: 'DELIVERY_FAILED' });
+    expect(((errors[0] as PasswordlessError).cause as PasswordlessError).code).toBe('BAD_OPTIONS');
+    expect(await store.length()).toBe(0);
+    expect(box.messages).toEqual([]);
+  });
+
+  it('its routes pass BAD_OPTIONS to next() instead of listing messages recorded earlier', async () => {
+    const { box, app, errors } = madeInDevelopment();
+    await box.send(ctx());
+    vi.stubEnv('NODE_ENV', 'production');
+    for (const path of ['/outbox/', '/outbox/messages.json']) {
+      const res = await request(app).get(path).expect(500);
+      expect(res.text).not.toContain('Tok3nTok3n');
+    }
+    expect(errors).toHaveLength(2);
+    for (const err of errors) {
+      expect(err).toBeInstanceOf(PasswordlessError);
+      expect(err).toMatchObject({
+        code: 'BAD_OPTIONS',
+        message: expect.stringMatching(/NODE_ENV is production/),
+      });
+    }
+  });
+
+  it('router() throws BAD_OPTIONS once NODE_ENV is production', () => {
+    const { box } = madeInDevelopment();
+    vi.stubEnv('NODE_ENV', ' production');
+    expect(() => box.router()).toThrow(expect.objectContaining({ code: 'BAD_OPTIONS' }));
+  });
+});
+
+describe('devOutbox() router and the Host header', () => {
+  async function mountedWithMessage(baseUrl = BASE) {
+    const box = devOutbox({ baseUrl });
+    await box.send(ctx());
+    const app = express();
+    app.set('trust proxy', true);
+    app.use('/outbox', box.router());
+    return app;
+  }
+
+  // DNS rebinding: attacker.example re-resolved to 127.0.0.1 reads the page same-origin, but sends its own Host.
+  it.each([
+    'rebind.attacker.example',
+    'attacker.example:3000',
+    'localhost.attacker.example',
+    '127.0.0.1.nip.io',
+  ])('answers 403, without the messages, to Host %j', async (host) => {
+    const app = await mountedWithMessage();
+    for (const path of ['/outbox/', '/outbox/messages.json']) {
+      const res = await request(app).get(path).set('Host', host).expect(403);
+      expect(res.text).not.toContain('Tok3nTok3n');
+      expect(res.text).toMatch(/^devOutbox\(\): this page answers only requests addressed to localhost/);
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+  });
+
+  it('ignores X-Forwarded-Host, which a rebinding page can set itself', async () => {
+    const app = await mountedWithMessage();
+    await request(app)
+      .get('/outbox/messages.json')
+      .set('Host', 'attacker.example')
+      .set('X-Forwarded-Host', 'localhost')
+      .expect(403);
+  });
+
+  it.each([
+    'localhost',
+    'localhost:3000',
+    'LOCALHOST:3000',
+    '127.0.0.1:8080',
+    '127.1.2.3',
+    '[::1]:3000',
+    'app.localhost',
+  ])('lists the messages for the loopback Host %j', async (host) => {
+    const app = await mountedWithMessage();
+    const res = await request(app).get('/outbox/messages.json').set('Host', host).expect(200);
+    expect(res.body[0].link).toContain('token=Tok3nTok3nTok3nTok3nTo');
+  });
+
+  it("lists the messages for baseUrl's host", async () => {
+    const app = await mountedWithMessage('https://dev.app.example/login');
+    await request(app).get('/outbox/messages.json').set('Host', 'dev.app.example').expect(200);
+    await request(app).get('/outbox/messages.json').set('Host', 'app.example').expect(403);
+  });
+
+  it("mounted at '/', leaves the app's other routes alone", async () => {
+    const box = devOutbox({ baseUrl: BASE });
+    const app = express();
+    app.use(box.router());
+    app.get('/hello', (_req, res) => {
+      res.send('hi');
+    });
+    const res = await request(app).get('/hello').set('Host', 'www.example.com').expect(200);
+    expect(res.text).toBe('hi');
+    expect(res.headers['content-security-policy']).toBeUndefined();
   });
 });
 

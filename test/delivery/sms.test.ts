@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { DeliveryContext } from 'express-passwordless';
 import { PasswordlessError } from 'express-passwordless';
 import request from 'supertest';
@@ -65,8 +66,51 @@ describe('smsSegments', () => {
     ['ж'.repeat(70), 'UCS-2', 70, 1],
     ['ж'.repeat(71), 'UCS-2', 71, 2],
     [`${'a'.repeat(69)}😀`, 'UCS-2', 71, 2],
+    ['😀'.repeat(35), 'UCS-2', 70, 1],
+    ['😀'.repeat(67), 'UCS-2', 134, 3],
   ])('%j is %s, %i units, %i segment(s)', (text, encoding, units, segments) => {
     expect(smsSegments(text)).toEqual({ encoding, units, segments });
+  });
+
+  // Phones and gateways never split an escape pair or a surrogate pair across two parts: at a boundary the whole
+  // character moves to the next part, which can take one more part than units / 153 (or / 67) suggests.
+  it.each([
+    [
+      'an extension character (€) at the boundary of part 1',
+      `${'a'.repeat(152)}€${'a'.repeat(152)}`,
+      'GSM-7',
+      306,
+      3,
+    ],
+    [
+      'an extension character ({) at the boundary of part 2',
+      `${'a'.repeat(305)}{${'a'.repeat(152)}`,
+      'GSM-7',
+      459,
+      4,
+    ],
+    [
+      'an extension character that fits before the boundary',
+      `${'a'.repeat(151)}€${'a'.repeat(153)}`,
+      'GSM-7',
+      306,
+      2,
+    ],
+    ['a surrogate pair at the boundary of part 1', `${'Ж'.repeat(66)}😀${'Ж'.repeat(66)}`, 'UCS-2', 134, 3],
+    [
+      'a surrogate pair that fits before the boundary',
+      `${'Ж'.repeat(65)}😀${'Ж'.repeat(67)}`,
+      'UCS-2',
+      134,
+      2,
+    ],
+  ])('does not split %s', (_what, text, encoding, units, segments) => {
+    expect(smsSegments(text)).toEqual({ encoding, units, segments });
+  });
+
+  it.each([...'€[]{}~^\\|\f'])('counts the GSM-7 extension character %j as 2 septets', (char) => {
+    expect(smsSegments(`${'a'.repeat(158)}${char}`)).toEqual({ encoding: 'GSM-7', units: 160, segments: 1 });
+    expect(smsSegments(`${'a'.repeat(159)}${char}`)).toEqual({ encoding: 'GSM-7', units: 161, segments: 2 });
   });
 });
 
@@ -110,6 +154,9 @@ describe('smsDelivery() recipients', () => {
     ['two numbers', '+14155550123,+14155550124'],
     ['a newline and a second number', '+14155550123\n+14155550124'],
     ['fullwidth digits', '+１４１５５５５０１２３'],
+    ['one fullwidth digit', '+1415555012３'],
+    ['Arabic-Indic digits', '+١٤١٥٥٥٥٠١٢٣'],
+    ['a trailing newline', '+14155550123\n'],
     ['an email address', 'a@example.com'],
     ['an empty string', ''],
   ])('refuses %s before the provider is called', async (_what, to) => {
@@ -202,6 +249,28 @@ describe('smsDelivery() default body', () => {
     expect(smsSegments(body)).toMatchObject({ encoding: 'GSM-7', segments: 1 });
   });
 
+  it('sends "Sign in: <link>" for a link token whose longer text does not fit one segment', () => {
+    const link = `${BASE}?token=${'A'.repeat(22)}&uid=${'u'.repeat(150)}`;
+    const body = defaultSmsBody({
+      token: 'A'.repeat(22),
+      link,
+      kind: 'link',
+      expiresAt: new Date(Date.now() + 15 * 60_000),
+    });
+    expect(body).toBe(`Sign in: ${link}`);
+    expect(smsSegments(body).segments).toBe(2);
+  });
+
+  it('sends the token to type for a link token without baseUrl', () => {
+    const body = defaultSmsBody({
+      token: '7Xk2BpQ9mNw3RtYz5AcDeF',
+      link: undefined,
+      kind: 'link',
+      expiresAt: new Date(Date.now() + 15 * 60_000),
+    });
+    expect(body).toBe('Your sign-in code: 7Xk2BpQ9mNw3RtYz5AcDeF (valid 15 min)');
+  });
+
   it('fits one UCS-2 segment (70) when the code needs UCS-2', async () => {
     const p = provider();
     const token = 'ЖЁЛТЫЙ7';
@@ -224,6 +293,42 @@ describe('smsDelivery() default body', () => {
         expect(smsSegments(body).segments).toBe(1);
       }
     }
+  });
+});
+
+describe('docs/delivery.md on the default text', () => {
+  const docs = readFileSync('docs/delivery.md', 'utf8');
+  const section = docs.slice(
+    docs.indexOf('### The default text'),
+    docs.indexOf('### Twilio-shaped provider'),
+  );
+  const in15 = () => new Date(Date.now() + 15 * 60_000);
+
+  it('shows the code message exactly as it is sent', () => {
+    const example = /```\n([\s\S]*?)\n```/.exec(section)?.[1];
+    expect(example).toBe(
+      defaultSmsBody({
+        token: '004217',
+        link: `${BASE}?token=004217&uid=42`,
+        kind: 'code',
+        expiresAt: new Date(Date.now() + 10 * 60_000),
+      }),
+    );
+  });
+
+  it.each([
+    [
+      'a link that fits',
+      'Your sign-in link (valid 15 min): <link>',
+      `${BASE}?token=${'A'.repeat(22)}&uid=42`,
+    ],
+    ['a link that does not fit', 'Sign in: <link>', `${BASE}?token=${'A'.repeat(22)}&uid=${'u'.repeat(150)}`],
+    ['no baseUrl', 'Your sign-in code: <token> (valid 15 min)', undefined],
+  ])('names the link-token text for %s as the code makes it', (_what, documented, link) => {
+    expect(section).toContain(`\`${documented}\``);
+    const token = 'A'.repeat(22);
+    const body = defaultSmsBody({ token, link, kind: 'link', expiresAt: in15() });
+    expect(body).toBe(documented.replace('<link>', link ?? '').replace('<token>', token));
   });
 });
 
