@@ -15,7 +15,7 @@ import type {
   TokenRecord,
   TokenStore,
 } from '../../src/types.js';
-import { DEFAULT_TABLE, PURGE_AT, quoteTable, schemaSql } from './schema.js';
+import { DEFAULT_TABLE, EXISTS_SQL, PURGE_AT, quoteTable, relationNames, schemaSql } from './schema.js';
 
 export { schemaSql } from './schema.js';
 
@@ -40,9 +40,16 @@ export interface PostgresStoreOptions {
   pool: PgQueryable;
   /** The table, optionally schema-qualified (`'auth.passwordless_tokens'`); it is quoted, never interpolated raw. Default: `'passwordless_tokens'`. */
   table?: string;
-  /** Run `schemaSql(table)` (`CREATE … IF NOT EXISTS`) once before the first query; `false` when migrations create it. Default: `true`. */
+  /**
+   * Before the first query, check (one `SELECT to_regclass(…)`, no lock) whether the table and its purge index exist, and
+   * run `schemaSql(table)` only if one is missing; `false` when migrations create them (no check, no DDL). Default: `true`.
+   */
   createTable?: boolean;
-  /** Milliseconds between purges of rows with nothing live (one indexed `DELETE` on an unref()-ed timer). Default: `60000`. */
+  /**
+   * Milliseconds between purges of rows with nothing live (one indexed `DELETE` on an unref()-ed timer). With
+   * `createTable: true` the purge starts once the first call found or made the table; with `false`, at construction.
+   * Default: `60000`.
+   */
   sweepInterval?: number;
 }
 
@@ -197,12 +204,15 @@ interface StoreRow {
 
 /**
  * A TokenStore in a PostgreSQL table (peer dependency: `pg`). Each operation is one SQL statement, so several app
- * instances can share the table; the table is created on first use unless `createTable: false`.
+ * instances can share the table; the table and its index are created on first use if missing, unless
+ * `createTable: false`.
  */
 export class PostgresStore implements TokenStore {
   readonly #pool: PgQueryable;
   readonly #createTable: boolean;
   readonly #ddl: string;
+  /** `to_regclass` names of the table and its purge index, checked before the DDL. */
+  readonly #relations: { table: string; index: string };
   readonly #sql: ReturnType<typeof statements>;
   #tableReady = false;
   #creating: Promise<void> | undefined;
@@ -228,6 +238,7 @@ export class PostgresStore implements TokenStore {
     try {
       this.#sql = statements(table);
       this.#ddl = schemaSql(table);
+      this.#relations = relationNames(table);
     } catch (err) {
       throw bad(`\`table\` ${JSON.stringify(table)} is not usable: ${(err as Error).message}.`);
     }
@@ -342,7 +353,15 @@ export class PostgresStore implements TokenStore {
     return this.#creating;
   }
 
+  // The DDL runs only when the table or its index is missing. `CREATE INDEX IF NOT EXISTS` is not free when the index
+  // exists: PostgreSQL first takes a SHARE lock on the table, which waits for any open write transaction on it and
+  // makes every consume and store of the other instances queue behind it, and it needs table ownership (42501 for a
+  // role with only SELECT/INSERT/UPDATE/DELETE). `to_regclass` takes no lock and needs no privilege on the table.
   async #runDdl(): Promise<void> {
+    const { table, index } = this.#relations;
+    const { rows } = await this.#pool.query(EXISTS_SQL, [table, index]);
+    const found = rows[0] as { has_table?: unknown; has_index?: unknown } | undefined;
+    if (found?.has_table === true && found.has_index === true) return;
     for (let attempt = 1; ; attempt++) {
       try {
         // No values: pg uses the simple protocol, which runs both statements in one round trip.

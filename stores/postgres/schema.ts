@@ -68,6 +68,26 @@ export function purgeIndexName(name: string): string {
 }
 
 /**
+ * The names to check before running the DDL, as `to_regclass` takes them: the quoted (possibly schema-qualified)
+ * table, and its purge index, which always lives in the table's schema.
+ */
+export function relationNames(table: string): { table: string; index: string } {
+  const { schema, name } = parseTableName(table);
+  const index = escapeIdentifier(purgeIndexName(name));
+  return {
+    table: quoteTable(table),
+    index: schema === undefined ? index : `${escapeIdentifier(schema)}.${index}`,
+  };
+}
+
+/**
+ * One query, taking no lock and needing no privilege on the table: whether the table ($1) and its purge index ($2)
+ * exist. `to_regclass` resolves a name as a query would (quoted parts, search_path) and gives NULL for a missing one.
+ */
+export const EXISTS_SQL =
+  'SELECT to_regclass($1::text) IS NOT NULL AS has_table, to_regclass($2::text) IS NOT NULL AS has_index';
+
+/**
  * The instant from which a row holds nothing live: the later of its token's expiry and the end of its uid's failure
  * window. The purge deletes by it, and the purge index is built on exactly this expression.
  */
@@ -75,7 +95,8 @@ export const PURGE_AT = 'GREATEST(expires_at, failures_until)';
 
 /**
  * The DDL of the token table and its purge index, as one SQL string of two statements. PostgresStore runs exactly
- * this (unless `createTable: false`); run it yourself in a migration otherwise, e.g.
+ * this at its first call when the table or the index is missing (unless `createTable: false`); run it yourself in a
+ * migration otherwise, e.g.
  * `await pool.query(schemaSql('passwordless_tokens'))` or paste its output into a migration file.
  *
  * - `uid` is the primary key: one row per user, and the index every statement looks rows up by.

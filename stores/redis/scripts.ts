@@ -20,9 +20,25 @@ import { createHash } from 'node:crypto';
 // only the token fields go, and the key stays, expiring at u; otherwise the whole key goes (as on a success with a
 // budget, which also forgets the failures).
 //
+// Each script starts with a `#!lua` shebang (Redis 7.0 or newer), which makes Redis judge it as a whole before it runs.
+// A script that may write (store, consume) declares no `allow-oom`: while Redis refuses writes (used memory over
+// `maxmemory` under `noeviction`, MISCONF after a failed RDB save, NOREPLICAS, a read-only replica) it refuses the
+// EVALSHA itself, so nothing is read, compared or written. Without the shebang Redis would refuse only the script's
+// first memory-growing command (HINCRBY, HSET) and let a DEL through: a wrong guess would then fail uncounted while the
+// right one still logged in, so maxAttempts and the failure budget would bound nothing while Redis is full.
+// invalidate only ever removes data and declares `allow-oom`, so logout still works under memory pressure; count reads
+// only (`no-writes`, which implies allow-oom).
+//
 // Every instant is passed in from the app as a decimal string ("now" is the app's Date.now(), the clock that also made
 // e) and written back as that same string, so nothing depends on how the server formats a Lua number (a double)
 // passed to redis.call: PEXPIREAT needs an integer, and u must read back exactly as the app computed it.
+
+/** First line of a script that may write: refused as a whole while Redis refuses writes (no `allow-oom`). */
+const MAY_WRITE = '#!lua';
+/** First line of a script that only removes data: it runs even while used memory is over `maxmemory`. */
+const ONLY_REMOVES = '#!lua flags=allow-oom';
+/** First line of a read-only script. */
+const READ_ONLY = '#!lua flags=no-writes';
 
 /**
  * Lua shared by the scripts below (prepended to each, so each script stays one self-contained EVAL).
@@ -31,8 +47,7 @@ import { createHash } from 'node:crypto';
  *   dropToken      removes the token: keeps the key with its failures until u while they are live, else DEL
  *   laterOf        the later of two instants given as strings (nil-safe), to PEXPIREAT the key at max(e, u)
  */
-const COMMON_LUA = `
-local TOKEN_FIELDS = {'h', 'e', 'o', 'm', 'a', 'k'}
+const COMMON_LUA = `local TOKEN_FIELDS = {'h', 'e', 'o', 'm', 'a', 'k'}
 
 local function liveUntil(u, now)
   local until_ms = tonumber(u)
@@ -73,7 +88,8 @@ end
  * Returns {'stored'}, {'expired'} when the record was already expired (not written), or {'locked', u} when refused,
  * u being the end of the lock in ms (as a string).
  */
-export const STORE_SCRIPT = `${COMMON_LUA}
+export const STORE_SCRIPT = `${MAY_WRITE}
+${COMMON_LUA}
 local key = KEYS[1]
 local now = tonumber(ARGV[2])
 local budgetMax = tonumber(ARGV[3])
@@ -114,7 +130,8 @@ return {'stored'}
  * KEYS[1] record key. ARGV[1] tokenHash, ARGV[2] now (ms), ARGV[3] '1' to keep the record on a match, else '0',
  * ARGV[4] the budget's max and ARGV[5] now + the budget's window (ms), both '' without a budget.
  */
-export const CONSUME_SCRIPT = `${COMMON_LUA}
+export const CONSUME_SCRIPT = `${MAY_WRITE}
+${COMMON_LUA}
 local key = KEYS[1]
 local now = tonumber(ARGV[2])
 local budgetMax = tonumber(ARGV[4])
@@ -176,7 +193,8 @@ return {'mismatch'}
  * KEYS[1] the uid's key; ARGV[1] now (ms); ARGV[2] the hash, or '' for any token.
  * Returns 1 when a token was dropped, else 0.
  */
-export const INVALIDATE_SCRIPT = `${COMMON_LUA}
+export const INVALIDATE_SCRIPT = `${ONLY_REMOVES}
+${COMMON_LUA}
 local key = KEYS[1]
 local rec = redis.pcall('HMGET', key, 'h', 'u')
 if rec.err then
@@ -200,7 +218,7 @@ return 1
  * page span slots (CROSSSLOT), the store sends one HGET per key instead.
  * KEYS the scanned keys of this store; ARGV[1] now (ms). Returns the count (a key that is not a hash counts 0).
  */
-export const COUNT_SCRIPT = `
+export const COUNT_SCRIPT = `${READ_ONLY}
 local now = tonumber(ARGV[1])
 local n = 0
 for _, key in ipairs(KEYS) do

@@ -11,7 +11,7 @@ import type { TokenRecord } from '../../src/types.js';
 import { type PgQueryable, PostgresStore, schemaSql } from '../../stores/postgres/index.js';
 import { escapeIdentifier, purgeIndexName, quoteTable } from '../../stores/postgres/schema.js';
 import { createApp, linkQuery } from '../helpers/create-app.js';
-import { describeWithServer } from '../helpers/server.js';
+import { describeWithServer, withTimeout } from '../helpers/server.js';
 
 const PG_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const PG_HOST = '127.0.0.1';
@@ -244,7 +244,9 @@ describe('PostgresStore without a server', () => {
     const pool: PgQueryable = {
       query: async (text: string) => {
         calls.push(text);
-        if (down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+        if (down && text.startsWith('CREATE')) {
+          throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+        }
         return { rows: [{ n: '0' }] };
       },
     };
@@ -257,6 +259,25 @@ describe('PostgresStore without a server', () => {
     expect(await store.length()).toBe(0);
     expect(await store.length()).toBe(0);
     expect(ddlCount(calls)).toBe(2);
+    await store.close();
+  });
+
+  it('forgets a failed existence check too, so the next call checks again', async () => {
+    let down = true;
+    const calls: string[] = [];
+    const pool: PgQueryable = {
+      query: async (text: string) => {
+        calls.push(text);
+        if (down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+        return { rows: [{ has_table: true, has_index: true, n: '0' }] };
+      },
+    };
+    const store = new PostgresStore({ pool });
+    await expect(store.length()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    down = false;
+    expect(await store.length()).toBe(0);
+    expect(calls.map((t) => t.split(/\s/)[0])).toEqual(['SELECT', 'SELECT', 'SELECT']);
+    expect(ddlCount(calls)).toBe(0);
     await store.close();
   });
 
@@ -307,7 +328,10 @@ describePg('PostgresStore on PostgreSQL', () => {
     (await pool.query('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified])).rows[0].ok as boolean;
 
   const contractTable = newTable('contract');
-  tokenStoreContract('PostgresStore', () => new PostgresStore({ pool, table: contractTable }));
+  // No refresh-family methods (API mode) in this store yet: the kit's family suite does not apply.
+  tokenStoreContract('PostgresStore', () => new PostgresStore({ pool, table: contractTable }), {
+    refreshFamilies: false,
+  });
 
   describe('what the server holds', () => {
     it('a row holds the 64-hex hash of the token and never the raw token', async () => {
@@ -340,8 +364,21 @@ describePg('PostgresStore on PostgreSQL', () => {
           .expect(200);
         expect(res.body.user).toBe('a@example.com');
       }
-      expect(kinds()).toEqual(['CREATE', 'INSERT', 'WITH', 'INSERT', 'WITH']);
+      // First use: one existence check, then the CREATE, as the table is new.
+      expect(kinds()).toEqual(['SELECT', 'CREATE', 'INSERT', 'WITH', 'INSERT', 'WITH']);
       await store.close();
+
+      // Another instance on the existing table: the check finds table and index, and no DDL runs.
+      const again = recording(pool);
+      const second = new PostgresStore({ pool: again, table });
+      const t2 = createApp({ store: second });
+      await request(t2.app).post('/sendtoken').type('form').send({ user: 'a@example.com' }).expect(200);
+      await request(t2.app)
+        .get(`/?${linkQuery(t2.outbox.last())}`)
+        .expect(200);
+      expect(again.texts.map((t) => t.split(/\s/)[0])).toEqual(['SELECT', 'INSERT', 'WITH']);
+      expect(again.texts[0]).toMatch(/to_regclass/);
+      await second.close();
     });
 
     it('creates the table with the documented columns and the purge index', async () => {
@@ -759,6 +796,88 @@ describePg('PostgresStore on PostgreSQL', () => {
           await Promise.all(clients.map((client) => client.end()));
         }
       }
+    });
+
+    it("a new instance's first call on an existing table neither waits for an open write transaction nor stalls other instances' logins", async () => {
+      const table = newTable('ddl_lock');
+      await pool.query(schemaSql(table));
+      const running = new PostgresStore({ pool, table });
+      const tokenHash = newHash();
+      await running.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+      // Some write transaction on the table stays open (a long purge, a maintenance job, another app's insert).
+      const holder = await pool.connect();
+      const startingPool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+      startingPool.on('error', () => {});
+      const starting = new PostgresStore({ pool: startingPool, table });
+      try {
+        await holder.query('BEGIN');
+        await holder.query(
+          `INSERT INTO ${quoteTable(table)} (uid, token_hash, expires_at) VALUES ('zz', $1, now())`,
+          [newHash()],
+        );
+        // A new app instance starts. `CREATE INDEX IF NOT EXISTS` would queue for a SHARE lock behind the open
+        // transaction, and the running instance's login below would queue behind that request.
+        const firstCall = starting.length();
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const login = running.consume('alice', tokenHash, { keep: false });
+        const outcome = await withTimeout(
+          Promise.all([firstCall, login]),
+          1500,
+          'a first call and a login while a write transaction is open',
+        );
+        expect(outcome).toEqual([1, { ok: true }]);
+      } finally {
+        await holder.query('ROLLBACK');
+        holder.release();
+        await starting.close();
+        await running.close();
+        await startingPool.end();
+      }
+    });
+
+    it('a role that may only read and write the rows (no ownership, no CREATE) works with createTable: true', async () => {
+      const schema = `pwl_test_${runId}_grants`;
+      const role = `pwl_test_${runId}_role`;
+      createdSchemas.push(schema);
+      await pool.query(`CREATE SCHEMA ${escapeIdentifier(schema)}`);
+      const table = `${schema}.tokens`;
+      await pool.query(schemaSql(table)); // the migration, run by the owner
+      await pool.query(`CREATE ROLE ${escapeIdentifier(role)} NOLOGIN`);
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      try {
+        await pool.query(`GRANT USAGE ON SCHEMA ${escapeIdentifier(schema)} TO ${escapeIdentifier(role)}`);
+        await pool.query(
+          `GRANT SELECT, INSERT, UPDATE, DELETE ON ${quoteTable(table)} TO ${escapeIdentifier(role)}`,
+        );
+        // The app's connection acts as that role (SET ROLE: the same privilege checks as logging in as it).
+        await client.query(`SET ROLE ${escapeIdentifier(role)}`);
+        const store = new PostgresStore({ pool: client, table });
+        const tokenHash = newHash();
+        // Before the fix: 42501 "must be owner of table tokens" (CREATE INDEX IF NOT EXISTS) on every call.
+        await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+        expect(await store.length()).toBe(1);
+        expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({ ok: true });
+        await store.close();
+      } finally {
+        await client.end();
+        await pool.query(`DROP SCHEMA ${escapeIdentifier(schema)} CASCADE`);
+        await pool.query(`DROP ROLE ${escapeIdentifier(role)}`);
+      }
+    });
+
+    it('creates the missing purge index at first use when the table exists without it', async () => {
+      const table = newTable('no_index');
+      const tableOnly = schemaSql(table)
+        .split('\n')
+        .filter((line) => !line.startsWith('CREATE INDEX'))
+        .join('\n');
+      await pool.query(tableOnly);
+      const store = new PostgresStore({ pool, table });
+      expect(await store.length()).toBe(0);
+      const { rows } = await pool.query('SELECT indexname FROM pg_indexes WHERE tablename = $1', [table]);
+      expect(rows.map((r) => r.indexname)).toContain(purgeIndexName(table));
+      await store.close();
     });
 
     it('with createTable: false issues no DDL, and works once the exported schemaSql ran', async () => {

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PasswordlessError, type TokenRecord } from 'express-passwordless';
+import { type ConsumeOptions, PasswordlessError, type TokenRecord } from 'express-passwordless';
 import { tokenStoreContract } from 'express-passwordless/testing';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import request from 'supertest';
@@ -66,7 +66,10 @@ describeRedis('RedisStore on the shared server', () => {
     client.disconnect();
   });
 
-  tokenStoreContract('RedisStore', () => new RedisStore({ client, prefix: `${RUN}contract:` }));
+  // The Redis store has no refresh-family methods (API mode) yet: the kit's family suite does not apply.
+  tokenStoreContract('RedisStore', () => new RedisStore({ client, prefix: `${RUN}contract:` }), {
+    refreshFamilies: false,
+  });
 
   it('keeps only the hash of the token, in one hash per uid with a Redis expiry (PTTL > 0, at most ttl)', async () => {
     const prefix = `${RUN}shape:`;
@@ -119,6 +122,41 @@ describeRedis('RedisStore on the shared server', () => {
     await client.hset(`${prefix}ann`, 'e', String(Date.now() - 1));
     expect(await store.consume('ann', tokenHash, { keep: false })).toEqual({ ok: false, reason: 'expired' });
     expect(await client.exists(`${prefix}ann`)).toBe(0);
+  });
+
+  it('length() judges expiry by the app clock, as consume does: a token past expiresAt is not counted while its key lives', async () => {
+    const store = new RedisStore({ client, prefix: `${RUN}lenclock:` });
+    const tokenHash = newHash();
+    const expiresAt = inFuture(30_000);
+    await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt });
+    await store.storeOrUpdate({ uid: 'bob', tokenHash: newHash(), expiresAt: inFuture(120_000) });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(expiresAt.getTime() - 1);
+      expect(await store.length()).toBe(2);
+      // The app's clock has reached expiresAt; Redis's PEXPIREAT (its own clock) has not fired yet.
+      vi.setSystemTime(expiresAt.getTime());
+      expect(await store.length()).toBe(1);
+      expect(await store.consume('ann', tokenHash, { keep: true })).toEqual({ ok: false, reason: 'expired' });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a foreign value at a key of the prefix is no token: consume rejects (never ok), length() skips it, a new token replaces it', async () => {
+    const prefix = `${RUN}foreign:`;
+    const store = new RedisStore({ client, prefix });
+    await client.set(`${prefix}ann`, 'written by another program');
+    await client.hset(`${prefix}bob`, 'h', newHash()); // a hash without `e`
+    await expect(store.consume('ann', newHash(), { keep: false })).rejects.toThrow(/WRONGTYPE/);
+    await expect(store.invalidateUser('ann', newHash())).rejects.toThrow(/WRONGTYPE/);
+    expect(await store.length()).toBe(0);
+    const bobHash = await client.hget(`${prefix}bob`, 'h');
+    expect(await store.consume('bob', bobHash!, { keep: false })).toEqual({ ok: false, reason: 'expired' });
+    const tokenHash = newHash();
+    await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt: inFuture() });
+    expect(await store.length()).toBe(1);
+    expect(await store.consume('ann', tokenHash, { keep: false })).toEqual({ ok: true });
   });
 
   it.each([
@@ -630,6 +668,87 @@ describeRedisServer('RedisStore through an outage of its own redis-server', () =
   });
 });
 
+// Memory pressure: a private redis-server whose used memory is over `maxmemory` under `noeviction`, the policy the docs
+// suggest. Redis then refuses writes; a script that may write must be refused as a whole, or a wrong guess fails
+// uncounted while the right one (a DEL, which Redis lets through) still logs in.
+
+describeRedisServer('RedisStore while its own redis-server is out of memory (maxmemory, noeviction)', () => {
+  let server: RedisProcess;
+  let client: Redis;
+  const budget = { max: 10, window: 60_000 };
+
+  beforeAll(async () => {
+    server = new RedisProcess(await sparePort());
+    await server.start();
+    client = redisClient(`redis://127.0.0.1:${server.port}`);
+    await client.connect();
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    await server?.stop();
+  });
+
+  /** Runs `work` while Redis refuses every write that needs memory, and lifts the limit afterwards. */
+  async function whileOutOfMemory(work: () => Promise<void>): Promise<void> {
+    await client.set('filler', 'x'.repeat(500_000));
+    const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1]);
+    await client.config('SET', 'maxmemory-policy', 'noeviction');
+    await client.config('SET', 'maxmemory', String(used - 200_000));
+    try {
+      await expect(client.set('probe', 'x')).rejects.toThrow(/OOM/);
+      await work();
+    } finally {
+      await client.config('SET', 'maxmemory', '0');
+      await client.del('filler');
+    }
+  }
+
+  it.each<[string, ConsumeOptions]>([
+    ['without a budget', { keep: false }],
+    ['with keep (allowTokenReuse)', { keep: true }],
+    ['with a failure budget', { keep: false, budget }],
+  ])(
+    'compares no guess while out of memory (%s): 50 wrong tries and the right one all reject',
+    async (label, options) => {
+      const store = new RedisStore({ client, prefix: `oom:${label}:` });
+      const right = newHash();
+      const code = { uid: 'victim', tokenHash: right, expiresAt: inFuture(), maxAttempts: 5, lockable: true };
+      expect(await store.storeOrUpdate(code, options.budget)).toBeUndefined();
+      await whileOutOfMemory(async () => {
+        const tries = [...Array.from({ length: 50 }, () => newHash()), right];
+        const outcomes = await Promise.allSettled(tries.map((h) => store.consume('victim', h, options)));
+        // Before the fix the wrong tries failed uncounted (OOM at HINCRBY) and the right one resolved { ok: true }.
+        expect(outcomes.map((o) => (o.status === 'rejected' ? String(o.reason) : o.value))).toEqual(
+          tries.map(() => expect.stringMatching(/OOM/)),
+        );
+        // A new code is refused as a whole too, so the pending one stays as it was.
+        await expect(store.storeOrUpdate({ ...code, tokenHash: newHash() }, options.budget)).rejects.toThrow(
+          /OOM/,
+        );
+      });
+      // Nothing was compared or counted: once Redis accepts writes again the pending code behaves as if never guessed.
+      for (let i = 1; i <= 4; i++) {
+        expect(await store.consume('victim', newHash(), options)).toEqual({ ok: false, reason: 'mismatch' });
+      }
+      expect(await store.consume('victim', right, options)).toEqual({ ok: true });
+    },
+  );
+
+  it('logout and length() still work while out of memory: invalidateUser only removes', async () => {
+    const store = new RedisStore({ client, prefix: 'oom-logout:' });
+    const tokenHash = newHash();
+    await store.storeOrUpdate({ uid: 'ann', tokenHash, expiresAt: inFuture() });
+    await store.storeOrUpdate({ uid: 'bob', tokenHash: newHash(), expiresAt: inFuture() });
+    await whileOutOfMemory(async () => {
+      expect(await store.length()).toBe(2);
+      await store.invalidateUser('ann');
+      expect(await store.length()).toBe(1);
+    });
+    expect(await store.consume('ann', tokenHash, { keep: false })).toEqual({ ok: false, reason: 'missing' });
+  });
+});
+
 // Cluster: three masters on spare ports, built by hand (ADDSLOTS + MEET), which is seconds faster than
 // `redis-cli --cluster create`.
 
@@ -739,6 +858,9 @@ describeRedisServer('RedisStore on a Redis Cluster of its own redis-servers', ()
   tokenStoreContract(
     'RedisStore on a Cluster',
     () => new RedisStore({ client: cluster, prefix: 'contract:' }),
+    {
+      refreshFamilies: false, // no refresh-family methods (API mode) in this store yet
+    },
   );
 
   it('spreads keys over every master and clear()/length() reach all of them, under the client keyPrefix', async () => {
