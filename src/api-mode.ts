@@ -29,6 +29,8 @@ export type FamilyStore = TokenStore & Required<Pick<TokenStore, (typeof FAMILY_
 
 /** Longest bearer token read from a header (ours are well under 1 KB); longer → invalid without parsing. */
 const MAX_JWT_LENGTH = 4096;
+/** Seconds of clock difference tolerated between the instances that sign and verify. */
+const CLOCK_SKEW = 5;
 /** `typ` of our access tokens (RFC 9068), so no other JWT signed with the same key passes as one. */
 const ACCESS_TYP = 'at+jwt';
 /** A refresh token: the login's family id and the current secret, 16 random bytes each in base64url. */
@@ -327,6 +329,10 @@ export async function verifyAccessToken(jwt: JwtConfig, token: string): Promise<
         issuer: jwt.issuer,
         audience: jwt.audience,
         requiredClaims: ['sub', 'iat', 'exp', 'jti', 'sid'],
+        // No token lives longer than accessTtl, whatever its exp says (an old key's, or a forged far-future exp); an
+        // iat in the future is refused too.
+        maxTokenAge: Math.ceil(jwt.accessTtl / 1000) + CLOCK_SKEW,
+        clockTolerance: CLOCK_SKEW,
       },
     );
     if (typeof payload.sub !== 'string' || payload.sub.length === 0 || typeof payload.sid !== 'string') {
@@ -343,9 +349,12 @@ export async function verifyAccessToken(jwt: JwtConfig, token: string): Promise<
 export function bearerToken(req: Request): string | undefined {
   const header = req.headers.authorization;
   if (typeof header !== 'string') return undefined;
-  const match = /^Bearer +([^ ]*) *$/i.exec(header);
-  if (!match) return /^Bearer\b/i.test(header) ? '' : undefined;
-  return match[1];
+  // No regular expression over the header (an attacker controls its length); another scheme is not ours.
+  const scheme = header.slice(0, 7).toLowerCase();
+  if (scheme !== 'bearer ' && scheme !== 'bearer') return undefined;
+  if (header.length > MAX_JWT_LENGTH + 64) return '';
+  const token = header.slice(6).trim();
+  return token.includes(' ') ? '' : token;
 }
 
 /** The family key of a well-formed refresh token, and the hash of its secret part; undefined if malformed. */

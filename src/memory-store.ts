@@ -64,7 +64,7 @@ export class MemoryStore implements TokenStore {
         `new MemoryStore(): \`sweepInterval\` must be a positive number of milliseconds; got ${String(sweepInterval)}.`,
       );
     }
-    if (process.env.NODE_ENV === 'production' && !warnedProduction) {
+    if (process.env.NODE_ENV?.trim().toLowerCase() === 'production' && !warnedProduction) {
       warnedProduction = true;
       console.warn(
         'express-passwordless: MemoryStore keeps tokens in this process only; behind several instances or restarts ' +
@@ -173,9 +173,11 @@ export class MemoryStore implements TokenStore {
     return { ok: true, uid: entry.uid };
   }
 
-  async revokeFamily(family: string): Promise<void> {
+  async revokeFamily(family: string): Promise<string | undefined> {
     assertTokenHash('revokeFamily', family, 'family');
+    const entry = this.#families.get(family);
     this.#families.delete(family);
+    return entry && entry.expiresAt > Date.now() ? entry.uid : undefined;
   }
 
   async revokeFamilies(uid: string): Promise<void> {

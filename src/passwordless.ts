@@ -137,6 +137,13 @@ function badRequest(res: Response, json: boolean): void {
 /** Marks a request authenticated by bearerSupport with the family (login) its access token belongs to. */
 const BEARER_FAMILY = Symbol('express-passwordless.bearerFamily');
 
+/** Runs an app's error hook: neither its throw nor its rejected promise may become an unhandled rejection. */
+function callHook(hook: () => unknown): void {
+  Promise.resolve()
+    .then(hook)
+    .catch(() => {});
+}
+
 function bearerFamily(req: Request): string | undefined {
   return (req as unknown as Record<symbol, string | undefined>)[BEARER_FAMILY];
 }
@@ -421,8 +428,9 @@ export class Passwordless {
       cfg.json ?? (this.#config?.jwt !== undefined && wantsJson(req, undefined));
     return this.#handle(jsonOf, async (req, res, next) => {
       const json = jsonOf(req);
-      let token = field(req.query, cfg.tokenField);
-      let uid = field(req.query, cfg.uidField);
+      const query = req.query; // Express 5 parses the query string again on every read of req.query
+      let token = field(query, cfg.tokenField);
+      let uid = field(query, cfg.uidField);
       const readsBody = cfg.allowPost || cfg.requireConfirmation || json;
       if (token === undefined && uid === undefined && readsBody && req.method === 'POST') {
         if (req.body === undefined && req.is(['urlencoded', 'json'])) {
@@ -434,7 +442,10 @@ export class Passwordless {
         token = field(req.body, cfg.tokenField);
         uid = field(req.body, cfg.uidField);
       }
-      if (token === undefined && uid === undefined) return next();
+      if (token === undefined && uid === undefined) {
+        // A route that is only for JSON logins (json: true) says what is missing; elsewhere 1.x passes it on.
+        return cfg.json === true && req.method === 'POST' ? badRequest(res, true) : next();
+      }
 
       // A response to a URL that carries a token must not be cached, nor leak the URL in the Referer of what it loads.
       res.set('Cache-Control', 'no-store');
@@ -579,8 +590,10 @@ export class Passwordless {
   /** Middleware that logs the user out: session and request cleared, session id renewed, pending tokens voided. */
   logout(options?: LogoutOptions): RequestHandler {
     const cfg = validateLogoutOptions(options);
-    const jsonOf = (req: Request) => wantsJson(req, cfg.json) || bearerFamily(req) !== undefined;
-    return this.#handle(jsonOf, async (req, _res, next) => {
+    const presented = (req: Request) => field(req.body, 'refreshToken');
+    const jsonOf = (req: Request) =>
+      wantsJson(req, cfg.json) || bearerFamily(req) !== undefined || presented(req) !== undefined;
+    return this.#handle(jsonOf, async (req, res, next) => {
       const flash = flashOf(req);
       if (cfg.successFlash !== undefined && !flash) {
         throw new PasswordlessError(
@@ -591,37 +604,45 @@ export class Passwordless {
       const userProperty = this.#userProperty();
       const session = sessionOf(req);
       const fromRequest = props(req)[userProperty];
-      const uid = typeof fromRequest === 'string' ? fromRequest : session?.passwordless;
+      let uid = typeof fromRequest === 'string' ? fromRequest : session?.passwordless;
       delete props(req)[userProperty];
       // API mode: this login is the bearer token's family, or that of a refresh token in the body.
       const jwt = this.#config?.jwt;
       const family = jwt
-        ? (bearerFamily(req) ??
-          parseRefreshToken(field(req.body, 'refreshToken'), this.#config?.secret)?.family)
+        ? (bearerFamily(req) ?? parseRefreshToken(presented(req), this.#config?.secret)?.family)
         : undefined;
-      if (typeof uid !== 'string' || uid.length === 0) {
-        if (session) delete session.passwordless;
-        if (family !== undefined) await this.#revoke(family, undefined);
-        return next();
-      }
+      const hasUid = typeof uid === 'string' && uid.length > 0;
       // The session is cleared first, so the user is logged out even when the store is down.
       if (session) {
         delete session.passwordless;
-        await regenerateSession(req);
+        if (hasUid) await regenerateSession(req);
       }
-      let storeError: unknown;
-      if (this.#store) {
-        const store = this.#store;
-        await this.#storeCall('invalidateUser', () => store.invalidateUser(uid)).catch((err: unknown) => {
-          storeError = err;
-        });
-        if (jwt && (family !== undefined || cfg.everywhere)) {
-          await this.#revoke(family, cfg.everywhere ? uid : undefined).catch((err: unknown) => {
-            storeError ??= err;
-          });
+      const store = this.#store as FamilyStore | undefined;
+      if (store && (hasUid || family !== undefined)) {
+        // All store work of one logout shares one storeTimeout.
+        const deadline = Date.now() + (this.#config?.storeTimeout ?? 2000);
+        if (family !== undefined) {
+          // Revoking the login tells whose it was: a refresh token alone then logs out "everywhere" too.
+          const owner = await this.#storeCall('revokeFamily', () => store.revokeFamily(family), deadline);
+          if (!hasUid && typeof owner === 'string') uid = owner;
         }
+        if (typeof uid !== 'string' || uid.length === 0) {
+          // A refresh token of no live login: nothing to log out; "everywhere" cannot be honoured without a user.
+          if (cfg.everywhere) return sendJsonError(res, 401, 'invalid_grant');
+          return next();
+        }
+        const user = uid;
+        const results = await Promise.allSettled([
+          this.#storeCall('invalidateUser', () => store.invalidateUser(user), deadline),
+          jwt && cfg.everywhere
+            ? this.#storeCall('revokeFamilies', () => store.revokeFamilies(user), deadline)
+            : undefined,
+        ]);
+        const failed = results.find((r) => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      } else if (!hasUid) {
+        return next();
       }
-      if (storeError) throw storeError;
       if (cfg.successFlash !== undefined) flash?.('passwordless-success', cfg.successFlash);
       next();
     });
@@ -671,7 +692,7 @@ export class Passwordless {
         if (req.method !== 'POST') {
           return sendJsonError(res, 405, 'invalid_request', { Allow: 'POST' });
         }
-        if (req.body === undefined) {
+        if (req.body === undefined && req.is(['urlencoded', 'json'])) {
           throw new PasswordlessError(
             'NO_BODY',
             'refresh(): req.body is missing; add express.json() (or express.urlencoded()) before it.',
@@ -704,14 +725,6 @@ export class Passwordless {
         sendTokens(res, await tokenResponse(jwt, result.uid, presented.family, next.refreshToken));
       },
     );
-  }
-
-  /** Revokes one refresh family, or with `uid` every family of that uid. */
-  async #revoke(family: string | undefined, uid: string | undefined): Promise<void> {
-    const store = this.#store as FamilyStore | undefined;
-    if (!store) return;
-    if (uid !== undefined) await this.#storeCall('revokeFamilies', () => store.revokeFamilies(uid));
-    else if (family !== undefined) await this.#storeCall('revokeFamily', () => store.revokeFamily(family));
   }
 
   /** Throws at setup when init ran without `jwt` (API mode needs keys). */
@@ -748,13 +761,9 @@ export class Passwordless {
         if (!(err instanceof PasswordlessError) || res.headersSent || !json(req)) return next(err);
         const [status, error] = jsonStatus(err);
         sendJsonError(res, status, error);
-        try {
-          const report = this.#config?.onError;
-          if (report) report(err, req);
-          else console.error(`express-passwordless: answered ${status} (${err.code}): ${err.message}`);
-        } catch {
-          // A throwing hook must not become an unhandled rejection.
-        }
+        const report = this.#config?.onError;
+        if (report) callHook(() => report(err, req));
+        else console.error(`express-passwordless: answered ${status} (${err.code}): ${err.message}`);
       });
     };
   }
@@ -843,15 +852,12 @@ export class Passwordless {
   #reportBackground(cfg: Readonly<RequestTokenConfig>, err: unknown, req: Request): void {
     const error =
       err instanceof PasswordlessError ? err : wrapError('DELIVERY_FAILED', 'requestToken() failed.', err);
-    try {
-      if (cfg.onBackgroundError) cfg.onBackgroundError(error, req);
-      else
-        console.error(
-          `express-passwordless: requestToken() failed after the response (${error.code}): ${error.message}`,
-        );
-    } catch {
-      // A throwing error hook must not become an unhandled rejection.
-    }
+    const hook = cfg.onBackgroundError;
+    if (hook) callHook(() => hook(error, req));
+    else
+      console.error(
+        `express-passwordless: requestToken() failed after the response (${error.code}): ${error.message}`,
+      );
   }
 
   #userProperty(): string {
@@ -879,8 +885,9 @@ export class Passwordless {
     );
   }
 
-  async #storeCall<T>(method: string, work: () => Promise<T>): Promise<T> {
-    const timeout = this.#config?.storeTimeout ?? 2000;
+  async #storeCall<T>(method: string, work: () => Promise<T>, deadline?: number): Promise<T> {
+    const storeTimeout = this.#config?.storeTimeout ?? 2000;
+    const timeout = deadline === undefined ? storeTimeout : Math.max(1, deadline - Date.now());
     try {
       return await withTimeout(
         work,
@@ -888,7 +895,7 @@ export class Passwordless {
         () =>
           new PasswordlessError(
             'STORE_ERROR',
-            `The token store's ${method}() took longer than storeTimeout (${timeout} ms).`,
+            `The token store's ${method}() took longer than storeTimeout (${storeTimeout} ms).`,
           ),
       );
     } catch (err) {

@@ -87,8 +87,8 @@ export interface TokenStore {
    * succeeds.
    */
   rotateFamily?(family: string, tokenHash: string, next: RefreshRotation): Promise<RotateResult>;
-  /** Delete one family (logout of that login). */
-  revokeFamily?(family: string): Promise<void>;
+  /** Delete one family (logout of that login); resolve its uid, or undefined when there was no unexpired family. */
+  revokeFamily?(family: string): Promise<string | undefined>;
   /** Delete every family of `uid` (log out everywhere). */
   revokeFamilies?(uid: string): Promise<void>;
   /** Whether `family` exists and is unexpired (the per-request revocation check of bearerSupport). */

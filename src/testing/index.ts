@@ -42,7 +42,7 @@ export function tokenStoreContract(
   const callTimeoutMs = options.callTimeoutMs ?? 2000;
   const concurrency = options.concurrency ?? 20;
   const expiryWaitMs = options.expiryWaitMs ?? 300;
-  const refreshFamilies = options.refreshFamilies ?? false; // TEMP: default flips to true once every store has families
+  const refreshFamilies = options.refreshFamilies ?? true;
 
   describe(name, () => {
     let store: TokenStore;
@@ -553,6 +553,9 @@ export function tokenStoreContract(
         const result = await rotate(record.family, record.tokenHash);
         expect(result.ok).toBe(false);
         expect(await has(record.family)).toBe(false);
+        const again = { ...record, family: newHash() };
+        await create(again);
+        expect(await call('revokeFamily()', () => fam().revokeFamily(again.family))).toBeUndefined();
       });
 
       it('a family dies at expiresAt, and rotation moves expiresAt to the new one', async () => {
@@ -580,15 +583,16 @@ export function tokenStoreContract(
         const a2 = await login('alice');
         const a3 = await login('alice');
         const b = await login('bob');
-        await call('revokeFamily()', () => fam().revokeFamily(a1.family));
+        expect(await call('revokeFamily()', () => fam().revokeFamily(a1.family))).toBe('alice');
         expect(await has(a1.family)).toBe(false);
+        expect(await call('revokeFamily()', () => fam().revokeFamily(a1.family))).toBeUndefined();
         expect(await has(a2.family)).toBe(true);
         expect(await rotate(a1.family, a1.tokenHash)).toEqual({ ok: false, reason: 'missing' });
         await call('revokeFamilies()', () => fam().revokeFamilies('alice'));
         expect(await has(a2.family)).toBe(false);
         expect(await has(a3.family)).toBe(false);
         expect(await has(b.family)).toBe(true);
-        await call('revokeFamily()', () => fam().revokeFamily(newHash()));
+        expect(await call('revokeFamily()', () => fam().revokeFamily(newHash()))).toBeUndefined();
         await call('revokeFamilies()', () => fam().revokeFamilies('nobody'));
       });
 
