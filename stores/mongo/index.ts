@@ -4,14 +4,21 @@ import { readOptions } from '../../src/options.js';
 import {
   assertBudget,
   assertConsumeArgs,
+  assertFamilyRecord,
   assertInvalidateArgs,
+  assertRotateArgs,
+  assertTokenHash,
   assertTokenRecord,
+  assertUid,
 } from '../../src/store-args.js';
 import { safeEqual } from '../../src/token.js';
 import type {
   ConsumeOptions,
   ConsumeResult,
   FailureBudget,
+  RefreshFamily,
+  RefreshRotation,
+  RotateResult,
   StoreResult,
   TokenRecord,
   TokenStore,
@@ -23,7 +30,10 @@ export interface MongoStoreOptions {
   client: MongoClient;
   /** Database to use. Default: the database named in the client's connection string (else `test`, the driver's). */
   dbName?: string;
-  /** Collection that holds the pending tokens; the store owns every document in it. Default: `'passwordless_tokens'`. */
+  /**
+   * Collection that holds the pending tokens; the store owns every document in it, and in `<collection>_families`
+   * (the refresh families of API mode). Default: `'passwordless_tokens'`.
+   */
   collection?: string;
 }
 
@@ -54,6 +64,26 @@ export interface MongoTokenDocument {
   failuresUntil?: Date;
   /** The later of `expiresAt` and `failuresUntil` (else the instant the document became empty): the TTL index field. */
   purgeAt: Date;
+}
+
+/**
+ * One refresh family (a login in API mode), in the collection `<collection>_families`: a collection of its own, so a
+ * family's `_id` and a uid's `_id` never meet, whatever the uid. A family that rotation found expired or presented
+ * with another hash is not deleted but replaced by a tombstone `{ _id, dead: true, expiresAt: epoch }` in the same
+ * atomic write (a findOneAndUpdate cannot delete): it has no uid or hash, its `expiresAt` is in the past for every
+ * `expiresAt > now` read, and the TTL index removes it at the monitor's next pass.
+ */
+export interface MongoFamilyDocument {
+  /** The family: 64 hex characters, the hash of the family id of the login's refresh tokens. */
+  _id: string;
+  /** The user of this login; absent in a tombstone. */
+  uid?: string;
+  /** 64 hex characters: the hash of the current refresh token's secret part; absent in a tombstone. */
+  tokenHash?: string;
+  /** The family is refused from this instant on (every read checks it); the TTL index field. The epoch in a tombstone. */
+  expiresAt: Date;
+  /** A family revoked by rotation (reuse) or found expired by it: `missing` from then on. */
+  dead?: true;
 }
 
 type KeysOf<T> = Record<keyof Required<T>, true>;
@@ -165,15 +195,47 @@ function consumed(tokenHash: string, keep: boolean, budget: FailureBudget | unde
   return budget ? { $cond: [locked(budget, now), '$$ROOT', decided] } : decided;
 }
 
+/** A tombstone's `expiresAt`: past for every read, and removed at the TTL monitor's next pass. */
+const EPOCH = new Date(0);
+
+/**
+ * The family document after one rotation, as an expression over the document before it: the current hash of an
+ * unexpired family → the next hash and expiry (uid kept); anything else (another hash, expired, a tombstone) → a
+ * tombstone. A tombstone has no `tokenHash`, so it never matches and stays one.
+ */
+function rotated(tokenHash: string, next: RefreshRotation, now: Date): Document {
+  return {
+    $cond: [
+      { $and: [{ $eq: ['$tokenHash', lit(tokenHash)] }, { $gt: ['$expiresAt', lit(now)] }] },
+      { _id: '$_id', uid: '$uid', tokenHash: lit(next.tokenHash), expiresAt: lit(next.expiresAt) },
+      { _id: '$_id', dead: lit(true), expiresAt: lit(EPOCH) },
+    ],
+  };
+}
+const ROTATE_PROJECTION = { _id: 0, uid: 1, tokenHash: 1, expiresAt: 1, dead: 1 };
+
+/** An unexpired family, as a document the server returned (a tombstone's `expiresAt` is the epoch). */
+function isLive(doc: Partial<MongoFamilyDocument> | null, now: Date): boolean {
+  return (
+    doc !== null &&
+    doc.dead !== true &&
+    doc.expiresAt instanceof Date &&
+    doc.expiresAt.getTime() > now.getTime()
+  );
+}
+
 /**
  * Token store on MongoDB (peer dependency `mongodb`). One document per uid holding its pending token and its failure
  * budget state, a TTL index on `purgeAt` (the later of the token's expiry and the end of the failure window), and an
- * `expiresAt > now` condition on every token read because the TTL monitor only runs every 60 seconds. Every write is
- * one single-document atomic operation. See docs/token-stores.md.
+ * `expiresAt > now` condition on every token read because the TTL monitor only runs every 60 seconds. The refresh
+ * families of API mode live in `<collection>_families` (TTL index on `expiresAt`, index on `uid`). Every write is one
+ * single-document atomic operation, except `clear` and `revokeFamilies` (deleteMany). See docs/token-stores.md.
  */
 export class MongoStore implements TokenStore {
   readonly #collection: Collection<MongoTokenDocument>;
-  #indexes: Promise<void> | undefined;
+  readonly #families: Collection<MongoFamilyDocument>;
+  #tokenIndexes: Promise<void> | undefined;
+  #familyIndexes: Promise<void> | undefined;
 
   constructor(options: MongoStoreOptions) {
     if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -208,24 +270,47 @@ export class MongoStore implements TokenStore {
     }
     // Reads from the primary whatever the client's default: a secondary may still hold a token that was just consumed
     // or invalidated, which `findOne` (allowTokenReuse) would then accept.
-    this.#collection = client
-      .db(dbName)
-      .collection<MongoTokenDocument>(collection, { readPreference: 'primary' });
+    const db = client.db(dbName);
+    this.#collection = db.collection<MongoTokenDocument>(collection, { readPreference: 'primary' });
+    // From the primary too: a lagging secondary would still show a revoked family as live to hasFamily.
+    this.#families = db.collection<MongoFamilyDocument>(`${collection}_families`, {
+      readPreference: 'primary',
+    });
   }
 
   /**
-   * Creates the TTL index on `purgeAt` (once per store; a failure rejects and is retried by the next call). Called by
-   * the first `storeOrUpdate`; call it at startup to fail fast and keep the index build off the first request.
+   * Creates the indexes of both collections: the TTL index on `purgeAt` of the tokens, and the TTL index on `expiresAt`
+   * and the index on `uid` of the families (each set once per store; a failure rejects and is retried by the next
+   * call). The first `storeOrUpdate` creates the first, the first `createFamily` the other two; call this at startup to
+   * fail fast and keep the index builds off the first requests.
    */
-  ensureIndexes(): Promise<void> {
-    this.#indexes ??= this.#collection.createIndex({ purgeAt: 1 }, { expireAfterSeconds: 0 }).then(
+  async ensureIndexes(): Promise<void> {
+    await Promise.all([this.#ensureTokenIndexes(), this.#ensureFamilyIndexes()]);
+  }
+
+  #ensureTokenIndexes(): Promise<void> {
+    this.#tokenIndexes ??= this.#collection.createIndex({ purgeAt: 1 }, { expireAfterSeconds: 0 }).then(
       () => undefined,
       (err: unknown) => {
-        this.#indexes = undefined;
+        this.#tokenIndexes = undefined;
         throw err;
       },
     );
-    return this.#indexes;
+    return this.#tokenIndexes;
+  }
+
+  #ensureFamilyIndexes(): Promise<void> {
+    this.#familyIndexes ??= Promise.all([
+      this.#families.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 }),
+      this.#families.createIndex({ uid: 1 }),
+    ]).then(
+      () => undefined,
+      (err: unknown) => {
+        this.#familyIndexes = undefined;
+        throw err;
+      },
+    );
+    return this.#familyIndexes;
   }
 
   // One round trip (plus the index creation, once), stored or refused: an upserting findOneAndUpdate whose pipeline
@@ -235,7 +320,7 @@ export class MongoStore implements TokenStore {
   async storeOrUpdate(record: TokenRecord, budget?: FailureBudget): Promise<StoreResult> {
     assertTokenRecord(record);
     assertBudget(budget);
-    await this.ensureIndexes();
+    await this.#ensureTokenIndexes();
     const now = new Date();
     // Built field by field from the checked record: no other key can reach the server, and absent optional fields
     // stay absent (null would read as "exhausted" in the attempts guard).
@@ -309,12 +394,77 @@ export class MongoStore implements TokenStore {
     );
   }
 
+  // Both collections (two round trips, in parallel): pending tokens, failure counts and refresh families.
   async clear(): Promise<void> {
-    await this.#collection.deleteMany({});
+    await Promise.all([this.#collection.deleteMany({}), this.#families.deleteMany({})]);
   }
 
+  // Pending tokens only: families live in the other collection.
   async length(): Promise<number> {
     return this.#collection.countDocuments({ expiresAt: { $gt: new Date() } });
+  }
+
+  // One round trip (plus the index creation, once): a replacing upsert keyed by the family, built field by field from
+  // the checked record; a replacement document takes its values as data, so a uid such as '$where' is just a string.
+  async createFamily(record: RefreshFamily): Promise<void> {
+    assertFamilyRecord(record);
+    await this.#ensureFamilyIndexes();
+    await this.#families.replaceOne(
+      { _id: record.family },
+      { uid: record.uid, tokenHash: record.tokenHash, expiresAt: record.expiresAt },
+      { upsert: true },
+    );
+  }
+
+  // One round trip whatever the outcome: a single findOneAndUpdate whose pipeline moves the family to the next hash
+  // when it holds this one and is unexpired, and otherwise turns it into a tombstone, in one atomic step. The outcome
+  // is read from the document before the write, by the same rules and the same now. Of concurrent calls with one hash
+  // the first applied moves the family on; the others meet the new hash and revoke it (`reused`), or its tombstone
+  // (`missing`).
+  async rotateFamily(family: string, tokenHash: string, next: RefreshRotation): Promise<RotateResult> {
+    assertRotateArgs(family, tokenHash, next);
+    const now = new Date();
+    const before = await this.#families.findOneAndUpdate(
+      { _id: family },
+      [{ $replaceWith: rotated(tokenHash, next, now) }],
+      { returnDocument: 'before', projection: ROTATE_PROJECTION },
+    );
+    if (!before || before.dead === true) return { ok: false, reason: 'missing' };
+    if (!isLive(before, now)) return { ok: false, reason: 'expired' };
+    if (typeof before.tokenHash !== 'string' || !safeEqual(before.tokenHash, tokenHash)) {
+      return { ok: false, reason: 'reused' };
+    }
+    // The pipeline copied the uid as it found it; a document without a string uid was not written by this store.
+    if (typeof before.uid !== 'string') throw new Error('MongoStore: a refresh family without a uid');
+    return { ok: true, uid: before.uid };
+  }
+
+  // One round trip: deletes the family (live, expired or a tombstone) and reads it in the same step.
+  async revokeFamily(family: string): Promise<string | undefined> {
+    assertTokenHash('revokeFamily', family, 'family');
+    const now = new Date();
+    const before = await this.#families.findOneAndDelete(
+      { _id: family },
+      { projection: { _id: 0, uid: 1, expiresAt: 1, dead: 1 } },
+    );
+    return isLive(before, now) && typeof before?.uid === 'string' ? before.uid : undefined;
+  }
+
+  // One round trip, on the uid index: an exact match on a checked string (tombstones have no uid and stay for the TTL
+  // monitor).
+  async revokeFamilies(uid: string): Promise<void> {
+    assertUid('revokeFamilies', uid);
+    await this.#families.deleteMany({ uid });
+  }
+
+  // One round trip: a point read on _id; a tombstone's expiresAt is the epoch, so it is never found.
+  async hasFamily(family: string): Promise<boolean> {
+    assertTokenHash('hasFamily', family, 'family');
+    const doc = await this.#families.findOne(
+      { _id: family, expiresAt: { $gt: new Date() } },
+      { projection: { _id: 1 } },
+    );
+    return doc !== null;
   }
 
   // The store opened nothing of its own: the client belongs to the app, which closes it.

@@ -1,12 +1,12 @@
 import type { MongoClient } from 'mongodb';
 
 // A stand-in for the parts of the mongodb driver that MongoStore calls, for tests on a machine without a server.
-// It interprets the filters, the aggregation expressions and the update pipelines ($set, $unset, $replaceWith) the way
-// the server does, for the operators the store uses; anything else throws (classic update operators included), so a
-// store that starts sending something new fails loudly instead of being matched wrongly. It records every call,
-// and applies each operation synchronously in one tick: operations are atomic, as single-document writes are on a
-// server. With `seed`, each operation waits a pseudo-random 0–2 event-loop turns first, so concurrent calls
-// interleave in varying (but reproducible) orders.
+// It interprets the filters, the aggregation expressions, the update pipelines ($set, $unset, $replaceWith) and
+// whole-document replacements (replaceOne) the way the server does, for the operators the store uses; anything else
+// throws (classic update operators included), so a store that starts sending something new fails loudly instead of
+// being matched wrongly. It records every call, and applies each operation synchronously in one tick: operations are
+// atomic, as single-document writes are on a server. With `seed`, each operation waits a pseudo-random 0–2 event-loop
+// turns first, so concurrent calls interleave in varying (but reproducible) orders.
 
 type Doc = Record<string, unknown>;
 
@@ -281,9 +281,10 @@ function project(doc: Doc, projection: unknown): Doc {
   const copy = structuredClone(doc);
   if (projection === undefined) return copy;
   if (!isPlainObject(projection)) return fail('a projection is a plain object');
+  // Inclusion as soon as any field (even `_id` alone) is 1: { _id: 1 } returns the _id only, as on the server.
   const included = Object.entries(projection).filter(([k, v]) => k !== '_id' && v === 1);
   const out: Doc = {};
-  if (included.length > 0) {
+  if (included.length > 0 || projection._id === 1) {
     if (projection._id !== 0) out._id = copy._id;
     for (const [k] of included) if (k in copy) out[k] = copy[k];
     return out;
@@ -386,6 +387,39 @@ export class FakeCollection {
     const after = applyUpdate({ _id: filter._id }, update);
     this.docs.push(after);
     return { before: null, after };
+  }
+
+  // A whole-document replacement (not an update): every value is data, as on the server. The driver refuses a
+  // replacement with $-keys before sending it; nested documents and arrays are refused here (the store sends none).
+  replaceOne(
+    filter: unknown,
+    replacement: unknown,
+    options?: unknown,
+  ): Promise<{ matchedCount: number; modifiedCount: number; upsertedCount: number }> {
+    return this.client.run(this.name, 'replaceOne', [filter, replacement, options], () => {
+      if (!isPlainObject(replacement)) fail('a replacement is a plain object');
+      for (const [key, value] of Object.entries(replacement)) {
+        if (key.startsWith('$')) fail('Replacement document must not contain atomic operators');
+        storableField(key);
+        if (typeof value === 'object' && value !== null && !(value instanceof Date)) {
+          fail('nested documents and arrays in a replacement are not supported');
+        }
+      }
+      const i = this.docs.findIndex((d) => matches(d, filter));
+      if (i >= 0) {
+        const id = this.docs[i]!._id;
+        if ('_id' in replacement && !sameValue(replacement._id, id)) fail('_id is immutable');
+        this.docs[i] = { _id: id, ...structuredClone(replacement) };
+        return { matchedCount: 1, modifiedCount: 1, upsertedCount: 0 };
+      }
+      if (optionsOf(options).upsert !== true) return { matchedCount: 0, modifiedCount: 0, upsertedCount: 0 };
+      if (!isPlainObject(filter) || Object.keys(filter).length !== 1 || typeof filter._id !== 'string') {
+        fail('an upsert needs the filter { _id: string }');
+      }
+      if ('_id' in replacement && !sameValue(replacement._id, filter._id)) fail('_id is immutable');
+      this.docs.push({ _id: filter._id, ...structuredClone(replacement) });
+      return { matchedCount: 0, modifiedCount: 0, upsertedCount: 1 };
+    });
   }
 
   deleteOne(filter: unknown): Promise<{ deletedCount: number }> {

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { type ConsumeResult, PasswordlessError } from 'express-passwordless';
+import express from 'express';
+import { type ConsumeResult, Passwordless, PasswordlessError } from 'express-passwordless';
 import { tokenStoreContract } from 'express-passwordless/testing';
 import { MongoClient } from 'mongodb';
+import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MongoStore } from '../../stores/mongo/index.js';
 import { FakeMongoClient, type RecordedCall } from './mongo-fake.js';
@@ -17,8 +19,9 @@ function setup(seed?: number) {
   const client = new FakeMongoClient(seed === undefined ? {} : { seed });
   const store = new MongoStore({ client: client.asMongoClient() });
   const collection = client.db().collection('passwordless_tokens');
+  const families = client.db().collection('passwordless_tokens_families');
   const calls = (method?: string) => client.calls.filter((c) => method === undefined || c.method === method);
-  return { client, store, collection, calls };
+  return { client, store, collection, families, calls };
 }
 
 const FIELDS = new Set([
@@ -32,6 +35,9 @@ const FIELDS = new Set([
   'failures',
   'failuresUntil',
   'purgeAt',
+  // refresh families
+  'uid',
+  'dead',
 ]);
 const OPTION_KEYS = new Set(['projection', 'returnDocument', 'upsert', 'expireAfterSeconds']);
 const OPERATORS = new Set([
@@ -70,6 +76,7 @@ const EXPR_FIELD_REFS = new Set([
   '$lockable',
   '$failures',
   '$failuresUntil',
+  '$uid',
   '$$ROOT',
 ]);
 
@@ -134,10 +141,8 @@ function unsafeParts(call: RecordedCall): string[] {
 describe('MongoStore (fake driver)', () => {
   // One client for the whole contract run, with jitter so concurrent calls interleave in varying orders.
   const contractClient = new FakeMongoClient({ seed: 20240601 });
-  // No refresh-family methods (API mode) in this store yet: the kit's family suite does not apply.
-  tokenStoreContract('contract', () => new MongoStore({ client: contractClient.asMongoClient() }), {
-    refreshFamilies: false,
-  });
+  // With the refresh-family suite (API mode), which is on by default.
+  tokenStoreContract('contract', () => new MongoStore({ client: contractClient.asMongoClient() }));
 
   afterAll(() => {
     const calls = contractClient.calls;
@@ -146,6 +151,18 @@ describe('MongoStore (fake driver)', () => {
     const ids = calls.map((c) => (c.args[0] as { _id?: unknown } | undefined)?._id);
     expect(ids).toContain('{"$ne":null}');
     expect(ids).toContain('$where');
+    // The family suite ran here too, on the families collection, with every operation it uses.
+    const familyMethods = new Set(
+      calls.filter((c) => c.collection === 'passwordless_tokens_families').map((c) => c.method),
+    );
+    expect([...familyMethods].sort()).toEqual([
+      'createIndex',
+      'deleteMany',
+      'findOne',
+      'findOneAndDelete',
+      'findOneAndUpdate',
+      'replaceOne',
+    ]);
     expect(calls.flatMap(unsafeParts)).toEqual([]);
     expect(contractClient.closed).toBe(false);
   });
@@ -181,9 +198,13 @@ describe('MongoStore options', () => {
     const fake = new FakeMongoClient();
     const store = new MongoStore({ client: fake.asMongoClient(), dbName: 'auth', collection: 'pending' });
     await store.storeOrUpdate({ uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
+    await store.createFamily({ family: hash(), uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
     const pending = fake.db('auth').collection('pending');
     expect(pending.docs).toHaveLength(1);
     expect(pending.options).toEqual({ readPreference: 'primary' });
+    const families = fake.db('auth').collection('pending_families');
+    expect(families.docs).toHaveLength(1);
+    expect(families.options).toEqual({ readPreference: 'primary' });
     expect(fake.db().collection('passwordless_tokens').docs).toHaveLength(0);
   });
 
@@ -291,7 +312,7 @@ describe('MongoStore documents and indexes', () => {
     });
   });
 
-  it('creates the TTL index { purgeAt: 1 } with expireAfterSeconds 0 exactly once', async () => {
+  it('creates the TTL index { purgeAt: 1 } with expireAfterSeconds 0 exactly once, and no family index', async () => {
     const { store, collection, calls } = setup(3);
     await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
@@ -299,9 +320,24 @@ describe('MongoStore documents and indexes', () => {
       ),
     );
     await store.storeOrUpdate({ uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
-    await store.ensureIndexes();
-    expect(calls('createIndex').map((c) => c.args)).toEqual([[{ purgeAt: 1 }, { expireAfterSeconds: 0 }]]);
+    expect(calls('createIndex').map((c) => [c.collection, ...c.args])).toEqual([
+      ['passwordless_tokens', { purgeAt: 1 }, { expireAfterSeconds: 0 }],
+    ]);
     expect(collection.indexes).toEqual([{ key: { purgeAt: 1 }, options: { expireAfterSeconds: 0 } }]);
+  });
+
+  it('ensureIndexes() creates the indexes of both collections, each once', async () => {
+    const { store, collection, families, calls } = setup(4);
+    await Promise.all([store.ensureIndexes(), store.ensureIndexes()]);
+    await store.storeOrUpdate({ uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
+    await store.createFamily({ family: hash(), uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
+    await store.ensureIndexes();
+    expect(calls('createIndex')).toHaveLength(3);
+    expect(collection.indexes).toEqual([{ key: { purgeAt: 1 }, options: { expireAfterSeconds: 0 } }]);
+    expect(families.indexes).toEqual([
+      { key: { expiresAt: 1 }, options: { expireAfterSeconds: 0 } },
+      { key: { uid: 1 }, options: {} },
+    ]);
   });
 
   it('reads and counts create no index', async () => {
@@ -310,6 +346,12 @@ describe('MongoStore documents and indexes', () => {
     await store.consume('alice', hash(), { keep: false, budget });
     await store.length();
     await store.invalidateUser('alice');
+    const family = hash();
+    await store.rotateFamily(family, hash(), { tokenHash: hash(), expiresAt: inFuture() });
+    await store.hasFamily(family);
+    await store.revokeFamily(family);
+    await store.revokeFamilies('alice');
+    await store.clear();
     expect(calls('createIndex')).toEqual([]);
   });
 
@@ -642,16 +684,19 @@ describe('MongoStore queries', () => {
     ]);
   });
 
-  it('clear empties this collection only', async () => {
-    const { client, store, collection, calls } = setup();
+  it('clear empties this collection and its families collection only', async () => {
+    const { client, store, collection, families, calls } = setup();
     const other = client.db().collection('sessions');
     other.docs.push({ _id: 's1' });
     await store.storeOrUpdate({ uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
+    await store.createFamily({ family: hash(), uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
     await store.clear();
     expect(calls('deleteMany')).toEqual([
       { collection: 'passwordless_tokens', method: 'deleteMany', args: [{}] },
+      { collection: 'passwordless_tokens_families', method: 'deleteMany', args: [{}] },
     ]);
     expect(collection.docs).toEqual([]);
+    expect(families.docs).toEqual([]);
     expect(other.docs).toEqual([{ _id: 's1' }]);
   });
 
@@ -677,6 +722,8 @@ describe('MongoStore queries', () => {
     await expect(store.invalidateUser('alice')).rejects.toBe(down);
     client.failNext('countDocuments', down);
     await expect(store.length()).rejects.toBe(down);
+    client.failNext('deleteMany', down);
+    await expect(store.clear()).rejects.toBe(down);
   });
 
   it('close() leaves the app’s client open and usable', async () => {
@@ -864,6 +911,455 @@ describe('MongoStore failure budget', () => {
   );
 });
 
+describe('MongoStore refresh families (API mode)', () => {
+  const FAMILIES = 'passwordless_tokens_families';
+  const EPOCH = new Date(0);
+  const ROTATE_OPTIONS = {
+    returnDocument: 'before',
+    projection: { _id: 0, uid: 1, tokenHash: 1, expiresAt: 1, dead: 1 },
+  };
+  const rotation = (current: string, nextHash: string, nextExpiry: Date) => [
+    {
+      $replaceWith: {
+        $cond: [
+          { $and: [{ $eq: ['$tokenHash', lit(current)] }, { $gt: ['$expiresAt', lit(expect.any(Date))] }] },
+          { _id: '$_id', uid: '$uid', tokenHash: lit(nextHash), expiresAt: lit(nextExpiry) },
+          { _id: '$_id', dead: lit(true), expiresAt: lit(EPOCH) },
+        ],
+      },
+    },
+  ];
+  const login = async (store: MongoStore, uid = 'alice', expiresAt = inFuture()) => {
+    const record = { family: hash(), uid, tokenHash: hash(), expiresAt };
+    await store.createFamily(record);
+    return record;
+  };
+  const next = (ms = 60_000) => ({ tokenHash: hash(), expiresAt: inFuture(ms) });
+  /** The driver calls made by `act`, as [collection, method, ...args]. */
+  async function callsOf(
+    calls: (method?: string) => RecordedCall[],
+    act: () => Promise<unknown>,
+  ): Promise<unknown[][]> {
+    const before = calls().length;
+    await act();
+    return calls()
+      .slice(before)
+      .map((c) => [c.collection, c.method, ...c.args]);
+  }
+
+  it('createFamily stores { _id: family, uid, tokenHash, expiresAt } with one replacing upsert of plain values', async () => {
+    const { store, collection, families, calls } = setup();
+    const record = { family: hash(), uid: '$where', tokenHash: hash(), expiresAt: inFuture() };
+    expect(await store.createFamily(record)).toBeUndefined();
+    expect(families.docs).toEqual([
+      { _id: record.family, uid: '$where', tokenHash: record.tokenHash, expiresAt: record.expiresAt },
+    ]);
+    expect(collection.docs).toEqual([]);
+    expect(calls().map((c) => [c.collection, c.method, ...c.args])).toEqual([
+      [FAMILIES, 'createIndex', { expiresAt: 1 }, { expireAfterSeconds: 0 }],
+      [FAMILIES, 'createIndex', { uid: 1 }],
+      [
+        FAMILIES,
+        'replaceOne',
+        { _id: record.family },
+        { uid: '$where', tokenHash: record.tokenHash, expiresAt: record.expiresAt },
+        { upsert: true },
+      ],
+    ]);
+    // The index creation is once per store; later creations are one round trip each.
+    expect(await callsOf(calls, () => login(store))).toEqual([
+      [FAMILIES, 'replaceOne', expect.any(Object), expect.any(Object), { upsert: true }],
+    ]);
+    expect(calls().flatMap(unsafeParts)).toEqual([]);
+  });
+
+  it('a failed family index creation surfaces, stores nothing, and is retried by the next createFamily', async () => {
+    const { client, store, families, calls } = setup();
+    const refused = new Error('not authorized to create index');
+    client.failNext('createIndex', refused);
+    const record = { family: hash(), uid: 'alice', tokenHash: hash(), expiresAt: inFuture() };
+    await expect(store.createFamily(record)).rejects.toBe(refused);
+    expect(families.docs).toEqual([]);
+    await store.createFamily(record);
+    expect(families.docs).toHaveLength(1);
+    expect(calls('createIndex').length).toBeGreaterThanOrEqual(3);
+    expect(families.indexes).toHaveLength(2);
+  });
+
+  it('rotateFamily is one findOneAndUpdate whatever the outcome: ok, reused, expired, missing', async () => {
+    const { store, families, calls } = setup();
+    const live = await login(store);
+    const step = next();
+    const expected = (family: string, current: string, n: { tokenHash: string; expiresAt: Date }) => [
+      [
+        FAMILIES,
+        'findOneAndUpdate',
+        { _id: family },
+        rotation(current, n.tokenHash, n.expiresAt),
+        ROTATE_OPTIONS,
+      ],
+    ];
+    expect(
+      await callsOf(calls, async () =>
+        expect(await store.rotateFamily(live.family, live.tokenHash, step)).toEqual({
+          ok: true,
+          uid: 'alice',
+        }),
+      ),
+    ).toEqual(expected(live.family, live.tokenHash, step));
+    expect(families.docs).toEqual([
+      { _id: live.family, uid: 'alice', tokenHash: step.tokenHash, expiresAt: step.expiresAt },
+    ]);
+
+    const stale = next();
+    expect(
+      await callsOf(calls, async () =>
+        expect(await store.rotateFamily(live.family, live.tokenHash, stale)).toEqual({
+          ok: false,
+          reason: 'reused',
+        }),
+      ),
+    ).toEqual(expected(live.family, live.tokenHash, stale));
+    // Revoked in the same write: a tombstone with no uid or hash, expired since the epoch.
+    expect(families.docs).toEqual([{ _id: live.family, dead: true, expiresAt: EPOCH }]);
+
+    const late = next();
+    expect(
+      await callsOf(calls, async () =>
+        expect(await store.rotateFamily(live.family, step.tokenHash, late)).toEqual({
+          ok: false,
+          reason: 'missing',
+        }),
+      ),
+    ).toEqual(expected(live.family, step.tokenHash, late));
+    expect(families.docs).toEqual([{ _id: live.family, dead: true, expiresAt: EPOCH }]);
+
+    const unknown = hash();
+    const any = next();
+    expect(
+      await callsOf(calls, async () =>
+        expect(await store.rotateFamily(unknown, live.tokenHash, any)).toEqual({
+          ok: false,
+          reason: 'missing',
+        }),
+      ),
+    ).toEqual(expected(unknown, live.tokenHash, any));
+    expect(families.docs).toHaveLength(1);
+    expect(calls().flatMap(unsafeParts)).toEqual([]);
+  });
+
+  it('an expired family not yet purged is refused as expired (even with its hash) and becomes a tombstone', async () => {
+    const { store, families } = setup();
+    const expiresAt = new Date(Date.now() - 1000);
+    const record = { family: hash(), uid: 'alice', tokenHash: hash(), expiresAt };
+    // Written by the store, then left by a TTL monitor that has not run yet.
+    await store.createFamily(record);
+    expect(await store.hasFamily(record.family)).toBe(false);
+    expect(await store.rotateFamily(record.family, record.tokenHash, next())).toEqual({
+      ok: false,
+      reason: 'expired',
+    });
+    expect(families.docs).toEqual([{ _id: record.family, dead: true, expiresAt: EPOCH }]);
+    expect(await store.rotateFamily(record.family, record.tokenHash, next())).toEqual({
+      ok: false,
+      reason: 'missing',
+    });
+    const again = await login(store, 'alice', new Date(Date.now() - 1));
+    expect(await store.revokeFamily(again.family)).toBeUndefined();
+    expect(families.docs.map((d) => d._id)).toEqual([record.family]);
+  });
+
+  it('a tombstone is absent to every read and to revokeFamilies, and the TTL monitor removes it', async () => {
+    const { store, families } = setup();
+    const record = await login(store);
+    await store.rotateFamily(record.family, hash(), next());
+    expect(await store.hasFamily(record.family)).toBe(false);
+    await store.revokeFamilies('alice');
+    expect(families.docs).toHaveLength(1);
+    expect(families.runTtlMonitor()).toBe(1);
+    expect(families.docs).toEqual([]);
+    // revokeFamily deletes a tombstone and reports no live family.
+    const other = await login(store);
+    await store.rotateFamily(other.family, hash(), next());
+    expect(await store.revokeFamily(other.family)).toBeUndefined();
+    expect(families.docs).toEqual([]);
+  });
+
+  it('createFamily over a tombstone (the same family again) replaces it with a live family', async () => {
+    const { store, families } = setup();
+    const record = await login(store);
+    await store.rotateFamily(record.family, hash(), next());
+    await store.createFamily(record);
+    expect(families.docs).toEqual([
+      { _id: record.family, uid: 'alice', tokenHash: record.tokenHash, expiresAt: record.expiresAt },
+    ]);
+    expect((await store.rotateFamily(record.family, record.tokenHash, next())).ok).toBe(true);
+  });
+
+  it('hasFamily is one findOne({ _id, expiresAt: { $gt: now } }) returning the _id only', async () => {
+    const { store, calls } = setup();
+    const record = await login(store);
+    let result: boolean | undefined;
+    expect(
+      await callsOf(calls, async () => {
+        result = await store.hasFamily(record.family);
+      }),
+    ).toEqual([
+      [
+        FAMILIES,
+        'findOne',
+        { _id: record.family, expiresAt: { $gt: expect.any(Date) } },
+        { projection: { _id: 1 } },
+      ],
+    ]);
+    expect(result).toBe(true);
+    const { $gt } = (calls('findOne')[0]!.args[0] as { expiresAt: { $gt: Date } }).expiresAt;
+    expect(Math.abs($gt.getTime() - Date.now())).toBeLessThan(1000);
+  });
+
+  it('revokeFamily is one findOneAndDelete answering the uid of a live family only', async () => {
+    const { store, families, calls } = setup();
+    const record = await login(store, 'bob');
+    let owner: string | undefined;
+    expect(
+      await callsOf(calls, async () => {
+        owner = await store.revokeFamily(record.family);
+      }),
+    ).toEqual([
+      [
+        FAMILIES,
+        'findOneAndDelete',
+        { _id: record.family },
+        { projection: { _id: 0, uid: 1, expiresAt: 1, dead: 1 } },
+      ],
+    ]);
+    expect(owner).toBe('bob');
+    expect(families.docs).toEqual([]);
+    expect(await store.revokeFamily(record.family)).toBeUndefined();
+  });
+
+  it('revokeFamilies is one deleteMany({ uid }) on the uid index, and leaves the pending token of that uid', async () => {
+    const { store, collection, families, calls } = setup();
+    const tokenHash = hash();
+    await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+    await login(store, 'alice');
+    await login(store, 'alice');
+    const bob = await login(store, 'bob');
+    expect(await callsOf(calls, () => store.revokeFamilies('alice'))).toEqual([
+      [FAMILIES, 'deleteMany', { uid: 'alice' }],
+    ]);
+    expect(families.docs.map((d) => d._id)).toEqual([bob.family]);
+    expect(collection.docs).toHaveLength(1);
+    expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({ ok: true });
+  });
+
+  it('families expire by themselves: the TTL index on expiresAt purges them, rotation moves it', async () => {
+    const { store, families } = setup();
+    const dying = await login(store, 'alice', inFuture(1000));
+    const moved = await login(store, 'bob', inFuture(1000));
+    const step = next(3_600_000);
+    expect((await store.rotateFamily(moved.family, moved.tokenHash, step)).ok).toBe(true);
+    expect(families.runTtlMonitor(new Date(Date.now() + 999))).toBe(0);
+    expect(families.runTtlMonitor(new Date(Date.now() + 2000))).toBe(1);
+    expect(families.docs).toEqual([
+      { _id: moved.family, uid: 'bob', tokenHash: step.tokenHash, expiresAt: step.expiresAt },
+    ]);
+    expect(await store.hasFamily(dying.family)).toBe(false);
+    expect(await store.hasFamily(moved.family)).toBe(true);
+  });
+
+  it('families are not pending tokens: length ignores them, invalidateUser and the token TTL leave them', async () => {
+    const { store, collection, families } = setup();
+    const record = await login(store, 'alice');
+    await store.storeOrUpdate({ uid: 'alice', tokenHash: hash(), expiresAt: new Date(Date.now() - 1) });
+    expect(await store.length()).toBe(0);
+    await store.invalidateUser('alice');
+    expect(collection.runTtlMonitor()).toBe(1);
+    expect(families.docs).toHaveLength(1);
+    expect(await store.hasFamily(record.family)).toBe(true);
+  });
+
+  describe('hostile uids never reach another record', () => {
+    const family = 'ab'.repeat(32);
+    it.each([
+      ['a uid equal to a family', family],
+      ['{"$ne":null}', '{"$ne":null}'],
+      ['$where', '$where'],
+      ['$uid', '$uid'],
+      ['.*', '.*'],
+      ['*', '*'],
+    ])('%s is a plain string: its token, its families and other families stay apart', async (_, uid) => {
+      const { store, collection, families, calls } = setup();
+      // A family whose _id is the hex string, owned by someone else, and one of the hostile uid.
+      await store.createFamily({ family, uid: 'carol', tokenHash: hash(), expiresAt: inFuture() });
+      const mine = await login(store, uid);
+      const bob = await login(store, 'bob');
+      const tokenHash = hash();
+      await store.storeOrUpdate({ uid, tokenHash, expiresAt: inFuture() });
+      expect(collection.docs.map((d) => d._id)).toEqual([uid]);
+      expect(families.docs.find((d) => d._id === mine.family)).toMatchObject({ uid });
+
+      await store.invalidateUser(uid);
+      expect(await store.hasFamily(mine.family)).toBe(true);
+      await store.storeOrUpdate({ uid, tokenHash, expiresAt: inFuture() });
+      await store.revokeFamilies(uid);
+      expect(await store.hasFamily(mine.family)).toBe(false);
+      expect(await store.hasFamily(family)).toBe(true);
+      expect(await store.hasFamily(bob.family)).toBe(true);
+      expect(await store.consume(uid, tokenHash, { keep: false })).toEqual({ ok: true });
+      expect(calls('deleteMany').map((c) => c.args)).toEqual([[{ uid }]]);
+      expect(calls().flatMap(unsafeParts)).toEqual([]);
+    });
+
+    it('a uid equal to a family hex string: the family and that uid’s token are two documents in two collections', async () => {
+      const { store, collection, families } = setup();
+      await store.createFamily({ family, uid: 'carol', tokenHash: hash(), expiresAt: inFuture() });
+      const tokenHash = hash();
+      await store.storeOrUpdate({ uid: family, tokenHash, expiresAt: inFuture() });
+      expect(collection.docs.map((d) => d._id)).toEqual([family]);
+      expect(families.docs.map((d) => [d._id, d.uid])).toEqual([[family, 'carol']]);
+      expect(await store.revokeFamily(family)).toBe('carol');
+      expect(await store.consume(family, tokenHash, { keep: false })).toEqual({ ok: true });
+    });
+  });
+
+  it.each([41, 42, 43, 44, 45])(
+    'of 50 concurrent rotations with one hash exactly one succeeds and the family ends revoked (seed %i)',
+    async (seed) => {
+      const { store, families } = setup(seed);
+      for (let round = 0; round < 5; round++) {
+        const record = await login(store);
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () => store.rotateFamily(record.family, record.tokenHash, next())),
+        );
+        expect(results.filter((r) => r.ok)).toEqual([{ ok: true, uid: 'alice' }]);
+        const reasons = results.flatMap((r) => (r.ok ? [] : [r.reason]));
+        // The first failure meets the new hash (reused) and revokes; the rest meet the tombstone (missing).
+        expect(reasons.filter((r) => r === 'reused')).toHaveLength(1);
+        expect(reasons.filter((r) => r === 'missing')).toHaveLength(48);
+        expect(await store.hasFamily(record.family)).toBe(false);
+        expect(families.docs.find((d) => d._id === record.family)).toEqual({
+          _id: record.family,
+          dead: true,
+          expiresAt: EPOCH,
+        });
+      }
+    },
+  );
+
+  it.each([51, 52, 53])(
+    'the owner and a thief racing with the current and an old hash: at most one wins, and a reuse revokes (seed %i)',
+    async (seed) => {
+      const { store } = setup(seed);
+      for (let round = 0; round < 10; round++) {
+        const record = await login(store);
+        const step = next();
+        expect((await store.rotateFamily(record.family, record.tokenHash, step)).ok).toBe(true);
+        // The owner presents the current token, a thief the old one it stole, at once.
+        const [owner, thief] = await Promise.all([
+          store.rotateFamily(record.family, step.tokenHash, next()),
+          store.rotateFamily(record.family, record.tokenHash, next()),
+        ]);
+        expect(thief).toEqual({ ok: false, reason: 'reused' });
+        // Owner first: it rotated, then the thief revoked. Thief first: the owner meets the tombstone.
+        expect([
+          { ok: true, uid: 'alice' },
+          { ok: false, reason: 'missing' },
+        ]).toContainEqual(owner);
+        expect(await store.hasFamily(record.family)).toBe(false);
+      }
+    },
+  );
+
+  it('a rotation held at the server while the family is revoked finds it missing (one atomic step each)', async () => {
+    const { client, store, families } = setup();
+    const record = await login(store);
+    const held = client.hold('findOneAndUpdate');
+    const racing = store.rotateFamily(record.family, record.tokenHash, next());
+    await held.reached;
+    expect(await store.revokeFamily(record.family)).toBe('alice');
+    held.release();
+    expect(await racing).toEqual({ ok: false, reason: 'missing' });
+    expect(families.docs).toEqual([]);
+  });
+
+  it('a driver error rejects every family method with that error, and a failed rotation changes nothing', async () => {
+    const { client, store, families } = setup();
+    const record = await login(store);
+    const stored = structuredClone(families.docs);
+    const down = new Error('connection reset');
+    client.failNext('findOneAndUpdate', down);
+    await expect(store.rotateFamily(record.family, record.tokenHash, next())).rejects.toBe(down);
+    expect(families.docs).toEqual(stored);
+    client.failNext('replaceOne', down);
+    await expect(login(store)).rejects.toBe(down);
+    client.failNext('findOne', down);
+    await expect(store.hasFamily(record.family)).rejects.toBe(down);
+    client.failNext('findOneAndDelete', down);
+    await expect(store.revokeFamily(record.family)).rejects.toBe(down);
+    client.failNext('deleteMany', down);
+    await expect(store.revokeFamilies('alice')).rejects.toBe(down);
+    expect(families.docs).toEqual(stored);
+    // Back up: the family rotates with its hash as if nothing happened.
+    expect(await store.rotateFamily(record.family, record.tokenHash, next())).toEqual({
+      ok: true,
+      uid: 'alice',
+    });
+  });
+
+  it('a family document without a uid (not written by this store) rejects instead of resolving a uid', async () => {
+    const { store, families } = setup();
+    const family = hash();
+    const tokenHash = hash();
+    families.docs.push({ _id: family, tokenHash, expiresAt: inFuture() });
+    await expect(store.rotateFamily(family, tokenHash, next())).rejects.toThrow(/uid/);
+  });
+
+  describe('refuses operator injection before calling the driver', () => {
+    const op = { $ne: null } as never;
+    const good = () => ({ family: hash(), uid: 'alice', tokenHash: hash(), expiresAt: inFuture() });
+    it.each<[string, (store: MongoStore) => Promise<unknown>]>([
+      ['createFamily with family { $ne: null }', (s) => s.createFamily({ ...good(), family: op })],
+      ['createFamily with uid { $ne: null }', (s) => s.createFamily({ ...good(), uid: op })],
+      ['createFamily with uid "a\\u0000b"', (s) => s.createFamily({ ...good(), uid: 'a\u0000b' })],
+      [
+        'createFamily with tokenHash { $gt: "" }',
+        (s) => s.createFamily({ ...good(), tokenHash: { $gt: '' } as never }),
+      ],
+      [
+        'createFamily with expiresAt { $gt: 0 }',
+        (s) => s.createFamily({ ...good(), expiresAt: { $gt: 0 } as never }),
+      ],
+      [
+        'createFamily with a family in upper case',
+        (s) => s.createFamily({ ...good(), family: hash().toUpperCase() }),
+      ],
+      ['rotateFamily with family { $ne: null }', (s) => s.rotateFamily(op, hash(), next())],
+      ['rotateFamily with tokenHash { $ne: null }', (s) => s.rotateFamily(hash(), op, next())],
+      ['rotateFamily with tokenHash "$tokenHash"', (s) => s.rotateFamily(hash(), '$tokenHash', next())],
+      [
+        'rotateFamily with next.tokenHash "$tokenHash"',
+        (s) => s.rotateFamily(hash(), hash(), { tokenHash: '$tokenHash', expiresAt: inFuture() }),
+      ],
+      [
+        'rotateFamily with next.expiresAt "$expiresAt"',
+        (s) => s.rotateFamily(hash(), hash(), { tokenHash: hash(), expiresAt: '$expiresAt' as never }),
+      ],
+      ['rotateFamily with next null', (s) => s.rotateFamily(hash(), hash(), null as never)],
+      ['revokeFamily with family { $ne: null }', (s) => s.revokeFamily(op)],
+      ['revokeFamilies with uid { $ne: null }', (s) => s.revokeFamilies(op)],
+      ['revokeFamilies with uid { $regex: "." }', (s) => s.revokeFamilies({ $regex: '.' } as never)],
+      ['revokeFamilies with an empty uid', (s) => s.revokeFamilies('')],
+      ['hasFamily with family ".*"', (s) => s.hasFamily('.*')],
+      ['hasFamily with family ["…"]', (s) => s.hasFamily([hash()] as never)],
+    ])('%s rejects with INVALID_ARGUMENT and makes no driver call', async (_, act) => {
+      const { store, calls } = setup();
+      await expect(act(store)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      expect(calls()).toEqual([]);
+    });
+  });
+});
+
 describe('MongoStore refuses operator injection before calling the driver', () => {
   const good = { uid: 'alice', tokenHash: hash(), expiresAt: inFuture() };
   it.each<[string, (store: MongoStore) => Promise<unknown>]>([
@@ -965,6 +1461,115 @@ describe('MongoStore over HTTP (fake driver)', () => {
   }, 120_000);
 });
 
+describe('MongoStore in API mode over HTTP (fake driver)', () => {
+  function apiApp(seed?: number, storeTimeout?: number) {
+    const { client, store, families } = setup(seed);
+    const pwd = new Passwordless();
+    const errors: PasswordlessError[] = [];
+    pwd.init(store, {
+      jwt: { secret: 'an HS256 secret of at least 32 bytes!!' },
+      secret: randomBytes(32),
+      onError: (err) => errors.push(err),
+      ...(storeTimeout === undefined ? {} : { storeTimeout }),
+    });
+    const sent: { uid: string; token: string }[] = [];
+    pwd.addDelivery(
+      async (ctx) => {
+        sent.push({ uid: ctx.uid, token: ctx.token });
+      },
+      { numberToken: { max: 1_000_000 } },
+    );
+    const app = express();
+    app.use(express.json());
+    app.post(
+      '/auth/request',
+      pwd.requestToken((user) => user, { json: true }),
+    );
+    app.post('/auth/accept', pwd.acceptToken({ json: true }));
+    app.post('/auth/refresh', pwd.refresh());
+    app.post(
+      '/auth/logout-everywhere',
+      pwd.bearerSupport(),
+      pwd.logout({ everywhere: true, json: true }),
+      (_req, res) => void res.status(204).end(),
+    );
+    const checked = express.Router();
+    checked.use(pwd.bearerSupport({ checkRevocation: true }));
+    checked.get('/', pwd.restricted(), (_req, res) => void res.json({ ok: true }));
+    app.use('/checked', checked);
+    const login = async (user = 'alice@example.com') => {
+      await request(app).post('/auth/request').send({ user }).expect(202);
+      const { uid, token } = sent[sent.length - 1]!;
+      const res = await request(app).post('/auth/accept').send({ uid, token }).expect(200);
+      return res.body as { accessToken: string; refreshToken: string };
+    };
+    const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });
+    return { app, client, families, errors, login, bearer };
+  }
+
+  it('login, refresh, reuse detection, revocation check and logout everywhere work through the store', async () => {
+    const { app, families, errors, login, bearer } = apiApp();
+    const first = await login();
+    expect(families.docs).toHaveLength(1);
+    await request(app).get('/checked').set(bearer(first.accessToken)).expect(200);
+    const second = (
+      await request(app).post('/auth/refresh').send({ refreshToken: first.refreshToken }).expect(200)
+    ).body as { accessToken: string; refreshToken: string };
+    expect(second.refreshToken).not.toBe(first.refreshToken);
+    // The old refresh token again: theft; the whole login is revoked, the new tokens included.
+    await request(app).post('/auth/refresh').send({ refreshToken: first.refreshToken }).expect(401);
+    await request(app).post('/auth/refresh').send({ refreshToken: second.refreshToken }).expect(401);
+    await request(app).get('/checked').set(bearer(second.accessToken)).expect(401);
+    expect(families.docs).toEqual([{ _id: expect.any(String), dead: true, expiresAt: new Date(0) }]);
+
+    const a = await login();
+    const b = await login();
+    await request(app).post('/auth/logout-everywhere').set(bearer(a.accessToken)).expect(204);
+    await request(app).post('/auth/refresh').send({ refreshToken: b.refreshToken }).expect(401);
+    await request(app).get('/checked').set(bearer(b.accessToken)).expect(401);
+    expect(errors).toEqual([]);
+  });
+
+  it.each([61, 62, 63])(
+    'of 20 parallel refreshes with one refresh token exactly one gets new tokens, and the login ends revoked (seed %i)',
+    async (seed) => {
+      const { app, login, bearer } = apiApp(seed);
+      const { refreshToken } = await login();
+      const responses = await Promise.all(
+        Array.from({ length: 20 }, () => request(app).post('/auth/refresh').send({ refreshToken })),
+      );
+      const winners = responses.filter((r) => r.status === 200);
+      expect(winners).toHaveLength(1);
+      expect(responses.filter((r) => r.status === 401)).toHaveLength(19);
+      await request(app).get('/checked').set(bearer(winners[0]!.body.accessToken)).expect(401);
+    },
+  );
+
+  it('a store outage on refresh answers 503 and leaves the refresh token valid', async () => {
+    const { app, client, errors, login } = apiApp();
+    const { refreshToken } = await login();
+    client.failNext('findOneAndUpdate', new Error('connection reset'));
+    const res = await request(app).post('/auth/refresh').send({ refreshToken }).expect(503);
+    expect(res.body).toEqual({ error: 'temporarily_unavailable' });
+    expect(errors.map((e) => e.code)).toEqual(['STORE_ERROR']);
+    await request(app).post('/auth/refresh').send({ refreshToken }).expect(200);
+  });
+
+  it('a rotation the server never answers ends in 503 at storeTimeout instead of hanging', async () => {
+    const { app, client, errors, login } = apiApp(undefined, 200);
+    const { refreshToken } = await login();
+    const held = client.hold('findOneAndUpdate');
+    const started = Date.now();
+    await request(app).post('/auth/refresh').send({ refreshToken }).expect(503);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(errors.map((e) => e.code)).toEqual(['STORE_ERROR']);
+    // The server applies it late: the family moved on, and the client, which never got the new token, is out.
+    held.release();
+    await new Promise((resolve) => setImmediate(resolve));
+    await request(app).post('/auth/refresh').send({ refreshToken }).expect(401);
+  });
+});
+
 describe('the fake driver', () => {
   const coll = () => new FakeMongoClient().db().collection('c');
 
@@ -1003,6 +1608,113 @@ describe('the fake driver', () => {
     const c = coll();
     c.docs.push({ _id: 'a', n: 1 });
     await expect(c.updateOne({ _id: 'a' }, update)).rejects.toThrow(/FakeMongo/);
+  });
+
+  it('evaluates $cond / $and / $eq / $gt over missing fields as the server does (missing sorts lowest)', async () => {
+    const c = coll();
+    const now = new Date(5000);
+    c.docs.push(
+      { _id: 'live', h: 'x', at: new Date(6000) },
+      { _id: 'old', h: 'x', at: new Date(4000) },
+      { _id: 'other', h: 'y', at: new Date(6000) },
+      { _id: 'bare' },
+      { _id: 'numeric', h: 'x', at: 7000 },
+    );
+    const pipeline = [
+      {
+        $replaceWith: {
+          $cond: [
+            { $and: [{ $eq: ['$h', lit('x')] }, { $gt: ['$at', lit(now)] }] },
+            { _id: '$_id', ok: lit(true) },
+            { _id: '$_id', ok: lit(false) },
+          ],
+        },
+      },
+    ];
+    for (const d of structuredClone(c.docs)) await c.updateOne({ _id: d._id }, pipeline);
+    // A number sorts below any date in BSON order, so { at: 7000 } is not after 1970-01-01T00:00:05Z.
+    expect(c.docs).toEqual([
+      { _id: 'live', ok: true },
+      { _id: 'old', ok: false },
+      { _id: 'other', ok: false },
+      { _id: 'bare', ok: false },
+      { _id: 'numeric', ok: false },
+    ]);
+  });
+
+  it('findOneAndUpdate answers the document before or after, projected, and null when nothing matches', async () => {
+    const c = coll();
+    c.docs.push({ _id: 'a', n: 1, m: 2 });
+    const set = (n: number) => [{ $set: { n: lit(n) } }];
+    expect(await c.findOneAndUpdate({ _id: 'a' }, set(5), { returnDocument: 'before' })).toEqual({
+      _id: 'a',
+      n: 1,
+      m: 2,
+    });
+    expect(
+      await c.findOneAndUpdate({ _id: 'a' }, set(6), {
+        returnDocument: 'after',
+        projection: { _id: 0, n: 1 },
+      }),
+    ).toEqual({ n: 6 });
+    expect(await c.findOneAndUpdate({ _id: 'b' }, set(7), { returnDocument: 'before' })).toBeNull();
+    expect(c.docs).toEqual([{ _id: 'a', n: 6, m: 2 }]);
+  });
+
+  it('projects { _id: 1 } to the _id alone, and { _id: 0, x: 1 } to x alone', async () => {
+    const c = coll();
+    c.docs.push({ _id: 'a', x: 1, y: 2 });
+    expect(await c.findOne({ _id: 'a' }, { projection: { _id: 1 } })).toEqual({ _id: 'a' });
+    expect(await c.findOne({ _id: 'a' }, { projection: { _id: 0, x: 1 } })).toEqual({ x: 1 });
+    expect(await c.findOne({ _id: 'a' }, { projection: { y: 0 } })).toEqual({ _id: 'a', x: 1 });
+    expect(await c.findOneAndDelete({ _id: 'a' }, { projection: { _id: 0, y: 1 } })).toEqual({ y: 2 });
+    expect(await c.findOneAndDelete({ _id: 'a' })).toBeNull();
+  });
+
+  it('replaceOne replaces the whole document (values as data), upserts only when asked, keeps _id first', async () => {
+    const c = coll();
+    c.docs.push({ _id: 'a', old: 1, dead: true });
+    expect(await c.replaceOne({ _id: 'a' }, { v: '$where', at: new Date(1) })).toMatchObject({
+      matchedCount: 1,
+    });
+    expect(c.docs).toEqual([{ _id: 'a', v: '$where', at: new Date(1) }]);
+    expect(Object.keys(c.docs[0]!)[0]).toBe('_id');
+    expect(await c.replaceOne({ _id: 'b' }, { v: 1 })).toMatchObject({ matchedCount: 0, upsertedCount: 0 });
+    expect(c.docs).toHaveLength(1);
+    expect(await c.replaceOne({ _id: 'b' }, { v: 2 }, { upsert: true })).toMatchObject({ upsertedCount: 1 });
+    expect(c.docs).toEqual([
+      { _id: 'a', v: '$where', at: new Date(1) },
+      { _id: 'b', v: 2 },
+    ]);
+  });
+
+  it.each<[string, unknown, unknown, unknown]>([
+    ['an operator key', { _id: 'a' }, { $set: { v: 1 } }, undefined],
+    ['a nested document', { _id: 'a' }, { v: { $ne: null } }, undefined],
+    ['an array value', { _id: 'a' }, { v: ['x'] }, undefined],
+    ['a changed _id', { _id: 'a' }, { _id: 'z', v: 1 }, undefined],
+    ['an upsert with more than { _id }', { _id: 'b', v: 1 }, { v: 1 }, { upsert: true }],
+  ])('replaceOne throws on %s', async (_, filter, replacement, options) => {
+    const c = coll();
+    c.docs.push({ _id: 'a', v: 0 });
+    await expect(c.replaceOne(filter, replacement, options)).rejects.toThrow(/FakeMongo/);
+    expect(c.docs).toEqual([{ _id: 'a', v: 0 }]);
+  });
+
+  it('query $gt is type-bracketed: a date bound matches dates only, never a missing field', async () => {
+    const c = coll();
+    c.docs.push({ _id: 'date', at: new Date(9000) }, { _id: 'num', at: 9000 }, { _id: 'none' });
+    expect(await c.countDocuments({ at: { $gt: new Date(1000) } })).toBe(1);
+    expect(await c.deleteMany({ uid: 'x' })).toEqual({ deletedCount: 0 });
+  });
+
+  it('the TTL monitor removes documents whose TTL field is a date at or before now, and needs the index', async () => {
+    const c = coll();
+    c.docs.push({ _id: 'a', at: new Date(0) }, { _id: 'b', at: new Date(Date.now() + 60_000) }, { _id: 'c' });
+    expect(c.runTtlMonitor()).toBe(0);
+    await c.createIndex({ at: 1 }, { expireAfterSeconds: 0 });
+    expect(c.runTtlMonitor()).toBe(1);
+    expect(c.docs.map((d) => d._id)).toEqual(['b', 'c']);
   });
 
   it('an upsert needs the filter { _id: string } alone', async () => {

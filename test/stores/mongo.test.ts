@@ -39,16 +39,20 @@ if (!url) {
 
     afterAll(async () => {
       try {
-        await client.db().collection(collection).drop();
-      } catch (err) {
-        // NamespaceNotFound: nothing was written; anything else is a real failure.
-        if (!(err instanceof MongoServerError && err.code === 26)) throw err;
+        for (const name of [collection, `${collection}_families`]) {
+          try {
+            await client.db().collection(name).drop();
+          } catch (err) {
+            // NamespaceNotFound: nothing was written; anything else is a real failure.
+            if (!(err instanceof MongoServerError && err.code === 26)) throw err;
+          }
+        }
       } finally {
         await client.close();
       }
     });
 
-    tokenStoreContract('contract', make, { refreshFamilies: false }); // no refresh-family methods yet
+    tokenStoreContract('contract', make); // the refresh-family suite (API mode) included
 
     it('creates a TTL index { purgeAt: 1 } with expireAfterSeconds 0', async () => {
       const store = make();
@@ -144,6 +148,111 @@ if (!url) {
       expect(await store.storeOrUpdate(code(), budget)).toEqual({ lockedUntil: before?.failuresUntil });
       expect(await docs.findOne({ _id: uid as never })).toEqual(before);
       await store.close();
+    });
+
+    describe('refresh families', () => {
+      const families = () => client.db().collection(`${collection}_families`);
+      const login = async (store: MongoStore, uid: string, expiresAt = new Date(Date.now() + 60_000)) => {
+        const record = { family: hash(), uid, tokenHash: hash(), expiresAt };
+        await store.createFamily(record);
+        return record;
+      };
+      const next = () => ({ tokenHash: hash(), expiresAt: new Date(Date.now() + 60_000) });
+
+      it('creates a TTL index { expiresAt: 1 } (expireAfterSeconds 0) and an index { uid: 1 } on <collection>_families', async () => {
+        const store = make();
+        await store.ensureIndexes();
+        const indexes = await families().indexes();
+        expect(indexes).toContainEqual(
+          expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }),
+        );
+        expect(indexes).toContainEqual(expect.objectContaining({ key: { uid: 1 } }));
+        await store.close();
+      });
+
+      it('stores { _id: family, uid, tokenHash, expiresAt }; a rotation moves hash and expiry; a reuse leaves a tombstone', async () => {
+        const store = make();
+        const record = await login(store, 'fam-doc');
+        expect(await families().findOne({ _id: record.family as never })).toEqual({
+          _id: record.family,
+          uid: 'fam-doc',
+          tokenHash: record.tokenHash,
+          expiresAt: record.expiresAt,
+        });
+        const step = next();
+        expect(await store.rotateFamily(record.family, record.tokenHash, step)).toEqual({
+          ok: true,
+          uid: 'fam-doc',
+        });
+        expect(await families().findOne({ _id: record.family as never })).toEqual({
+          _id: record.family,
+          uid: 'fam-doc',
+          tokenHash: step.tokenHash,
+          expiresAt: step.expiresAt,
+        });
+        expect(await store.rotateFamily(record.family, record.tokenHash, next())).toEqual({
+          ok: false,
+          reason: 'reused',
+        });
+        expect(await families().findOne({ _id: record.family as never })).toEqual({
+          _id: record.family,
+          dead: true,
+          expiresAt: new Date(0),
+        });
+        expect(await store.hasFamily(record.family)).toBe(false);
+        expect(await store.rotateFamily(record.family, step.tokenHash, next())).toEqual({
+          ok: false,
+          reason: 'missing',
+        });
+        await store.close();
+      });
+
+      it('of 50 concurrent rotations with one hash exactly one succeeds and the family ends revoked, 10 rounds', async () => {
+        const store = make();
+        for (let round = 0; round < 10; round++) {
+          const record = await login(store, 'fam-race');
+          const results = await Promise.all(
+            Array.from({ length: 50 }, () => store.rotateFamily(record.family, record.tokenHash, next())),
+          );
+          expect(
+            results.filter((r) => r.ok),
+            `round ${round}`,
+          ).toEqual([{ ok: true, uid: 'fam-race' }]);
+          const reasons = results.flatMap((r) => (r.ok ? [] : [r.reason]));
+          expect(
+            reasons.filter((r) => r === 'reused'),
+            `round ${round}`,
+          ).toHaveLength(1);
+          expect(
+            reasons.filter((r) => r === 'missing'),
+            `round ${round}`,
+          ).toHaveLength(48);
+          expect(await store.hasFamily(record.family)).toBe(false);
+        }
+        await store.close();
+      }, 60_000);
+
+      it('hostile uids are plain values: a uid equal to a family, {"$ne":null} and $where revoke only their own families', async () => {
+        const store = make();
+        const family = 'cd'.repeat(32);
+        await store.createFamily({
+          family,
+          uid: 'fam-carol',
+          tokenHash: hash(),
+          expiresAt: new Date(Date.now() + 60_000),
+        });
+        for (const uid of [family, '{"$ne":null}', '$where']) {
+          const mine = await login(store, uid);
+          const tokenHash = hash();
+          await store.storeOrUpdate({ uid, tokenHash, expiresAt: new Date(Date.now() + 60_000) });
+          await store.revokeFamilies(uid);
+          expect(await store.hasFamily(mine.family)).toBe(false);
+          expect(await store.hasFamily(family)).toBe(true);
+          expect(await store.consume(uid, tokenHash, { keep: false })).toEqual({ ok: true });
+        }
+        expect(await store.revokeFamily(family)).toBe('fam-carol');
+        await store.close();
+      });
     });
 
     it('of 20 concurrent tries (5 right, 15 wrong, maxAttempts 5) at most one is accepted, 20 rounds', async () => {
