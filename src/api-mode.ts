@@ -422,6 +422,7 @@ export async function tokenResponse(
 /** Stable `error` values of JSON answers; see docs/api-mode.md. */
 export type JsonErrorCode =
   | 'invalid_request'
+  | 'unauthorized'
   | 'unknown_user'
   | 'invalid_token'
   | 'invalid_grant'

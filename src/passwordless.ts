@@ -429,8 +429,10 @@ export class Passwordless {
     return this.#handle(jsonOf, async (req, res, next) => {
       const json = jsonOf(req);
       const query = req.query; // Express 5 parses the query string again on every read of req.query
-      let token = field(query, cfg.tokenField);
-      let uid = field(query, cfg.uidField);
+      // A JSON login POSTs its code in the body: the query is not read then, so no code ends up in a URL or a log.
+      const fromQuery = !(json && req.method === 'POST');
+      let token = fromQuery ? field(query, cfg.tokenField) : undefined;
+      let uid = fromQuery ? field(query, cfg.uidField) : undefined;
       const readsBody = cfg.allowPost || cfg.requireConfirmation || json;
       if (token === undefined && uid === undefined && readsBody && req.method === 'POST') {
         if (req.body === undefined && req.is(['urlencoded', 'json'])) {
@@ -546,7 +548,12 @@ export class Passwordless {
     return handler(async (req, res, next) => {
       if (props(req)[this.#userProperty()]) return next();
       if (cfg.failureRedirect === undefined) {
-        res.status(401).set('WWW-Authenticate', 'Provide a token').send('Unauthorized');
+        res.status(401).set('WWW-Authenticate', 'Provide a token');
+        // A JSON client (API mode) gets a JSON body; status and challenge are the same for everyone.
+        if (wantsJson(req, undefined) || bearerToken(req) !== undefined) {
+          return sendJsonError(res, 401, 'unauthorized', { 'WWW-Authenticate': 'Provide a token' });
+        }
+        res.send('Unauthorized');
         return;
       }
       let target = cfg.failureRedirect;

@@ -31,7 +31,11 @@ function defaults(name: string, limit: number): LimiterOptions {
     standardHeaders: 'draft-8',
     legacyHeaders: false,
     statusCode: 429,
-    message: 'Too many requests; please try again later.',
+    // JSON clients (API mode: Accept: application/json) get the same body as the library's own JSON errors.
+    message: (req: Request) =>
+      req.accepts(['html', 'json']) === 'json' && /json/.test(req.headers.accept ?? '')
+        ? { error: 'too_many_requests' }
+        : 'Too many requests; please try again later.',
   };
 }
 

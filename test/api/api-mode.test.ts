@@ -239,6 +239,48 @@ describe('JSON request and acceptance', () => {
   });
 });
 
+describe('JSON details', () => {
+  it('a JSON POST to acceptToken reads only the body: a code in the query string is not used', async () => {
+    const h = api();
+    await request(h.app).post('/auth/request').set(JSON_ACCEPT).send({ user: 'alice@example.com' });
+    const { token } = h.sent[0]!;
+    const viaQuery = await request(h.app)
+      .post(`/auth/accept?uid=alice%40example.com&token=${token}`)
+      .set(JSON_ACCEPT)
+      .send({});
+    // Neither field in the body: a negotiated acceptToken passes the request on (here: 404); nothing was consumed.
+    expect(viaQuery.status).toBe(404);
+    expect(viaQuery.body.accessToken).toBeUndefined();
+    await request(h.app)
+      .post('/auth/accept')
+      .set(JSON_ACCEPT)
+      .send({ uid: 'alice@example.com', token })
+      .expect(200);
+  });
+
+  it('restricted() answers a JSON client 401 { error: unauthorized } with the same challenge', async () => {
+    const h = api();
+    const res = await request(h.app).get('/me').set(JSON_ACCEPT);
+    expect([res.status, res.body]).toEqual([401, { error: 'unauthorized' }]);
+    expect(res.headers['www-authenticate']).toBe('Provide a token');
+    const html = await request(h.app).get('/me');
+    expect([html.status, html.text]).toEqual([401, 'Unauthorized']);
+  });
+
+  it('the rate limiters answer a JSON client with { error: too_many_requests }', async () => {
+    const { requestLimiter } = await import('express-passwordless/rate-limit');
+    const app = express();
+    app.post('/r', requestLimiter({ limit: 1 }), (_req, res) => void res.status(202).json({}));
+    await request(app).post('/r').set(JSON_ACCEPT).expect(202);
+    const res = await request(app).post('/r').set(JSON_ACCEPT);
+    expect([res.status, res.body]).toEqual([429, { error: 'too_many_requests' }]);
+    expect(res.headers['retry-after']).toBeDefined();
+    const text = await request(app).post('/r');
+    expect(text.status).toBe(429);
+    expect(text.text).toMatch(/Too many requests/);
+  });
+});
+
 describe('bearerSupport', () => {
   it('a valid bearer token logs the request in; restricted() works unchanged behind it', async () => {
     const h = api();
