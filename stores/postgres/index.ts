@@ -3,19 +3,36 @@ import { readOptions } from '../../src/options.js';
 import {
   assertBudget,
   assertConsumeArgs,
+  assertFamilyRecord,
   assertInvalidateArgs,
+  assertRotateArgs,
+  assertTokenHash,
   assertTokenRecord,
+  assertUid,
 } from '../../src/store-args.js';
 import type {
   ConsumeFailure,
   ConsumeOptions,
   ConsumeResult,
   FailureBudget,
+  RefreshFamily,
+  RefreshRotation,
+  RotateResult,
   StoreResult,
   TokenRecord,
   TokenStore,
 } from '../../src/types.js';
-import { DEFAULT_TABLE, EXISTS_SQL, PURGE_AT, quoteTable, relationNames, schemaSql } from './schema.js';
+import {
+  DEFAULT_TABLE,
+  EXISTS_SQL,
+  familySchemaSql,
+  PURGE_AT,
+  quoteFamilyTable,
+  quoteTable,
+  type RelationNames,
+  relationNames,
+  tokenSchemaSql,
+} from './schema.js';
 
 export { schemaSql } from './schema.js';
 
@@ -38,17 +55,21 @@ export interface PgQueryable {
 export interface PostgresStoreOptions {
   /** A `pg.Pool` the app made and owns (or anything with pg's `query()`); the store never ends it. Required. */
   pool: PgQueryable;
-  /** The table, optionally schema-qualified (`'auth.passwordless_tokens'`); it is quoted, never interpolated raw. Default: `'passwordless_tokens'`. */
+  /**
+   * The table, optionally schema-qualified (`'auth.passwordless_tokens'`); it is quoted, never interpolated raw. API
+   * mode's refresh families live beside it in `<table>_families`. Default: `'passwordless_tokens'`.
+   */
   table?: string;
   /**
-   * Before the first query, check (one `SELECT to_regclass(…)`, no lock) whether the table and its purge index exist, and
-   * run `schemaSql(table)` only if one is missing; `false` when migrations create them (no check, no DDL). Default: `true`.
+   * Before the first query, check (one `SELECT to_regclass(…)`, no lock) whether the two tables and their indexes
+   * exist, and run the part of `schemaSql(table)` that creates a missing one; `false` when migrations create them (no
+   * check, no DDL). Default: `true`.
    */
   createTable?: boolean;
   /**
-   * Milliseconds between purges of rows with nothing live (one indexed `DELETE` on an unref()-ed timer). With
-   * `createTable: true` the purge starts once the first call found or made the table; with `false`, at construction.
-   * Default: `60000`.
+   * Milliseconds between purges of rows with nothing live and of expired families (one indexed `DELETE` per table on
+   * an unref()-ed timer). With `createTable: true` the purge starts once the first call found or made the tables; with
+   * `false`, at construction. Default: `60000`.
    */
   sweepInterval?: number;
 }
@@ -96,6 +117,7 @@ const TOKEN_COLUMNS = ['token_hash', 'expires_at', 'origin', 'attempts', 'max_at
 /** The statements of one table, built once with its escaped name; every value goes in as a `$n` parameter. */
 function statements(table: string) {
   const t = quoteTable(table);
+  const f = quoteFamilyTable(table);
   // $6 lockable, $7 budget max (NULL without a budget), $8 the app's now. NULL anywhere makes it not true: stored.
   const refused =
     '(EXCLUDED.lockable AND cur.failures >= $7::integer AND cur.failures_until > $8::timestamptz)';
@@ -184,11 +206,48 @@ SELECT reason, origin FROM plan`,
 UPDATE ${t} AS c SET token_hash = NULL, expires_at = '-infinity'::timestamptz, origin = NULL, attempts = 0,
   max_attempts = NULL, lockable = false
 FROM target WHERE c.uid = target.uid AND target.failing`,
-    clear: `DELETE FROM ${t}`,
+    // One statement for both tables (one implicit transaction).
+    clear: `WITH families AS (DELETE FROM ${f}) DELETE FROM ${t}`,
     // The second condition is implied by the first; it lets the planner use the purge index.
     length: `SELECT count(*) AS n FROM ${t} WHERE expires_at > $1::timestamptz AND ${PURGE_AT} > $1::timestamptz`,
     // A row goes once neither its token nor its uid's failures are live.
     purge: `DELETE FROM ${t} WHERE ${PURGE_AT} <= $1::timestamptz`,
+
+    // Refresh families (API mode), in their own table: nothing a uid can be makes them meet the token rows.
+    // $1 family, $2 uid, $3 hash, $4 expires at. A family id is 16 random bytes: the conflict is a replay at most,
+    // and the record given replaces the stored one (as MemoryStore's Map#set does).
+    createFamily: `INSERT INTO ${f} (family, uid, token_hash, expires_at)
+VALUES ($1::text, $2::text, $3::text, $4::timestamptz)
+ON CONFLICT (family) DO UPDATE SET uid = EXCLUDED.uid, token_hash = EXCLUDED.token_hash,
+  expires_at = EXCLUDED.expires_at`,
+    // rotate in ONE statement, built as consume is. `target` takes the family's row lock (FOR UPDATE) before anything
+    // is decided: under READ COMMITTED a rotation that waited for a racing one gets the newest committed version of the
+    // row (holding the winner's new hash, so `reused`), or none once a racing one deleted it (`missing`). From that
+    // locked version `target` decides, and exactly one of the two data-modifying CTEs applies it: 'ok' replaces hash
+    // and expiry (the purge key), 'expired' and 'reused' delete the family. Under REPEATABLE READ / SERIALIZABLE the
+    // loser fails with 40001 instead and is retried, with the same outcome.
+    // $1 family, $2 presented hash, $3 next hash, $4 next expiry, $5 the app's now.
+    rotate: `WITH target AS MATERIALIZED (
+  SELECT family, uid,
+    CASE
+      WHEN (expires_at > $5::timestamptz) IS NOT TRUE THEN 'expired'
+      WHEN token_hash = $2::text THEN 'ok'
+      ELSE 'reused'
+    END AS reason
+  FROM ${f} WHERE family = $1::text FOR UPDATE
+), rotated AS (
+  UPDATE ${f} AS r SET token_hash = $3::text, expires_at = $4::timestamptz
+  FROM target WHERE r.family = target.family AND target.reason = 'ok'
+), removed AS (
+  DELETE FROM ${f} AS d USING target WHERE d.family = target.family AND target.reason <> 'ok'
+)
+SELECT reason, uid FROM target`,
+    // $1 family, $2 the app's now: the uid only of a family that was still live.
+    revokeFamily: `DELETE FROM ${f} WHERE family = $1::text RETURNING uid, expires_at > $2::timestamptz AS live`,
+    // Through the index on uid; exact text equality, so a uid is never a pattern.
+    revokeFamilies: `DELETE FROM ${f} WHERE uid = $1::text`,
+    hasFamily: `SELECT true AS found FROM ${f} WHERE family = $1::text AND expires_at > $2::timestamptz`,
+    purgeFamilies: `DELETE FROM ${f} WHERE expires_at <= $1::timestamptz`,
   };
 }
 
@@ -202,17 +261,23 @@ interface StoreRow {
   locked_until: number | string | null;
 }
 
+interface RotateRow {
+  reason: 'ok' | 'expired' | 'reused';
+  uid: string;
+}
+
 /**
- * A TokenStore in a PostgreSQL table (peer dependency: `pg`). Each operation is one SQL statement, so several app
- * instances can share the table; the table and its index are created on first use if missing, unless
- * `createTable: false`.
+ * A TokenStore in a PostgreSQL table (peer dependency: `pg`), with API mode's refresh families in a second table
+ * `<table>_families`. Each operation is one SQL statement, so several app instances can share the tables; the tables
+ * and their indexes are created on first use if missing, unless `createTable: false`.
  */
 export class PostgresStore implements TokenStore {
   readonly #pool: PgQueryable;
   readonly #createTable: boolean;
-  readonly #ddl: string;
-  /** `to_regclass` names of the table and its purge index, checked before the DDL. */
-  readonly #relations: { table: string; index: string };
+  /** The DDL of the token table and of the family table, each run only when one of its relations is missing. */
+  readonly #ddl: { tokens: string; families: string };
+  /** `to_regclass` names of the tables and their indexes, checked before the DDL. */
+  readonly #relations: RelationNames;
   readonly #sql: ReturnType<typeof statements>;
   #tableReady = false;
   #creating: Promise<void> | undefined;
@@ -237,7 +302,7 @@ export class PostgresStore implements TokenStore {
     if (typeof table !== 'string') throw bad(`\`table\` must be a string; got ${shown(table)}.`);
     try {
       this.#sql = statements(table);
-      this.#ddl = schemaSql(table);
+      this.#ddl = { tokens: tokenSchemaSql(table), families: familySchemaSql(table) };
       this.#relations = relationNames(table);
     } catch (err) {
       throw bad(`\`table\` ${JSON.stringify(table)} is not usable: ${(err as Error).message}.`);
@@ -307,6 +372,48 @@ export class PostgresStore implements TokenStore {
     await this.#query(this.#sql.clear);
   }
 
+  async createFamily(record: RefreshFamily): Promise<void> {
+    assertFamilyRecord(record);
+    await this.#query(this.#sql.createFamily, [
+      record.family,
+      record.uid,
+      record.tokenHash,
+      record.expiresAt.toISOString(),
+    ]);
+  }
+
+  async rotateFamily(family: string, tokenHash: string, next: RefreshRotation): Promise<RotateResult> {
+    assertRotateArgs(family, tokenHash, next);
+    const { rows } = await this.#query(this.#sql.rotate, [
+      family,
+      tokenHash,
+      next.tokenHash,
+      next.expiresAt.toISOString(),
+      this.#now(),
+    ]);
+    const row = rows[0] as RotateRow | undefined;
+    if (!row) return { ok: false, reason: 'missing' };
+    return row.reason === 'ok' ? { ok: true, uid: row.uid } : { ok: false, reason: row.reason };
+  }
+
+  async revokeFamily(family: string): Promise<string | undefined> {
+    assertTokenHash('revokeFamily', family, 'family');
+    const { rows } = await this.#query(this.#sql.revokeFamily, [family, this.#now()]);
+    const row = rows[0] as { uid: string; live: boolean } | undefined;
+    return row?.live === true ? row.uid : undefined;
+  }
+
+  async revokeFamilies(uid: string): Promise<void> {
+    assertUid('revokeFamilies', uid);
+    await this.#query(this.#sql.revokeFamilies, [uid]);
+  }
+
+  async hasFamily(family: string): Promise<boolean> {
+    assertTokenHash('hasFamily', family, 'family');
+    const { rows } = await this.#query(this.#sql.hasFamily, [family, this.#now()]);
+    return rows.length > 0;
+  }
+
   async length(): Promise<number> {
     const { rows } = await this.#query(this.#sql.length, [this.#now()]);
     return Number((rows[0] as { n: number | string } | undefined)?.n ?? 0);
@@ -353,19 +460,33 @@ export class PostgresStore implements TokenStore {
     return this.#creating;
   }
 
-  // The DDL runs only when the table or its index is missing. `CREATE INDEX IF NOT EXISTS` is not free when the index
-  // exists: PostgreSQL first takes a SHARE lock on the table, which waits for any open write transaction on it and
-  // makes every consume and store of the other instances queue behind it, and it needs table ownership (42501 for a
-  // role with only SELECT/INSERT/UPDATE/DELETE). `to_regclass` takes no lock and needs no privilege on the table.
+  // The DDL runs only when a table or an index is missing, and only the part (tokens, families) that lacks one, so an
+  // upgrade that adds the family table leaves the busy token table alone. `CREATE INDEX IF NOT EXISTS` is not free
+  // when the index exists: PostgreSQL first takes a SHARE lock on the table, which waits for any open write
+  // transaction on it and makes every consume and store of the other instances queue behind it, and it needs table
+  // ownership (42501 for a role with only SELECT/INSERT/UPDATE/DELETE). `to_regclass` takes no lock and needs no
+  // privilege on the table.
   async #runDdl(): Promise<void> {
-    const { table, index } = this.#relations;
-    const { rows } = await this.#pool.query(EXISTS_SQL, [table, index]);
-    const found = rows[0] as { has_table?: unknown; has_index?: unknown } | undefined;
-    if (found?.has_table === true && found.has_index === true) return;
+    const r = this.#relations;
+    const { rows } = await this.#pool.query(EXISTS_SQL, [
+      r.table,
+      r.index,
+      r.families,
+      r.familiesUidIndex,
+      r.familiesPurgeIndex,
+    ]);
+    const found = rows[0] as { has_tokens?: unknown; has_families?: unknown } | undefined;
+    const ddl = [
+      found?.has_tokens === true ? '' : this.#ddl.tokens,
+      found?.has_families === true ? '' : this.#ddl.families,
+    ]
+      .filter(Boolean)
+      .join('\n');
+    if (ddl === '') return;
     for (let attempt = 1; ; attempt++) {
       try {
-        // No values: pg uses the simple protocol, which runs both statements in one round trip.
-        await this.#pool.query(this.#ddl);
+        // No values: pg uses the simple protocol, which runs all the statements in one round trip.
+        await this.#pool.query(ddl);
         return;
       } catch (err) {
         // Another process created the table or index between our IF NOT EXISTS check and our insert into the catalog.
@@ -380,11 +501,15 @@ export class PostgresStore implements TokenStore {
     // Before the table exists there is nothing to purge; this also keeps an unused store from creating it.
     if (this.#sweeping || (this.#createTable && !this.#tableReady)) return;
     this.#sweeping = true;
-    Promise.resolve()
-      .then(() => this.#pool.query(this.#sql.purge, [this.#now()]))
-      // A failed purge is retried at the next tick; expired rows are refused by every read meanwhile, and a database
-      // outage surfaces (as STORE_ERROR) through the calls the app makes, not through this timer.
-      .catch(() => undefined)
+    // A failed purge is retried at the next tick; expired rows are refused by every read meanwhile, and a database
+    // outage surfaces (as STORE_ERROR) through the calls the app makes, not through this timer. The two tables are
+    // purged apart, so one failing (e.g. a family table a migration has not created yet) leaves the other purged.
+    const purge = (text: string) =>
+      Promise.resolve()
+        .then(() => this.#pool.query(text, [this.#now()]))
+        .catch(() => undefined);
+    purge(this.#sql.purge)
+      .then(() => purge(this.#sql.purgeFamilies))
       .finally(() => {
         this.#sweeping = false;
       });

@@ -76,7 +76,7 @@ describePg('openStore with DATABASE_URL', () => {
     if (!opened) return;
     const { Pool } = await import('pg');
     const pool = new Pool({ connectionString: PG_URL });
-    await pool.query(`DROP TABLE IF EXISTS "${NAME}"`);
+    await pool.query(`DROP TABLE IF EXISTS "${NAME}", "${NAME}_families"`);
     await pool.end();
   });
 

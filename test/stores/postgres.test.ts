@@ -1,15 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { PasswordlessError } from 'express-passwordless';
+import express from 'express';
+import { Passwordless, PasswordlessError } from 'express-passwordless';
 import { tokenStoreContract } from 'express-passwordless/testing';
 import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashToken } from '../../src/token.js';
-import type { TokenRecord } from '../../src/types.js';
+import type { RefreshFamily, TokenRecord } from '../../src/types.js';
 import { type PgQueryable, PostgresStore, schemaSql } from '../../stores/postgres/index.js';
-import { escapeIdentifier, purgeIndexName, quoteTable } from '../../stores/postgres/schema.js';
+import {
+  escapeIdentifier,
+  familyNames,
+  purgeIndexName,
+  quoteFamilyTable,
+  quoteTable,
+  tokenSchemaSql,
+} from '../../stores/postgres/schema.js';
 import { createApp, linkQuery } from '../helpers/create-app.js';
 import { describeWithServer, withTimeout } from '../helpers/server.js';
 
@@ -29,6 +37,13 @@ function newTable(label: string): string {
 
 const newHash = () => hashToken(randomBytes(16).toString('hex'));
 const inFuture = (ms = 60_000) => new Date(Date.now() + ms);
+/** A refresh family (API mode) as the core makes it: hashes only. */
+const newFamily = (uid = 'alice', ms = 60_000): RefreshFamily => ({
+  family: newHash(),
+  uid,
+  tokenHash: newHash(),
+  expiresAt: inFuture(ms),
+});
 
 /** A pool whose `query` calls are recorded, delegating to `inner`. */
 function recording(inner: PgQueryable): PgQueryable & { texts: string[] } {
@@ -171,6 +186,37 @@ describe('PostgresStore without a server', () => {
     expect(Buffer.byteLength(purgeIndexName('é'.repeat(31)))).toBeLessThanOrEqual(63);
   });
 
+  it('names the family table and its indexes within 63 bytes, distinctly for long table names', () => {
+    expect(familyNames('passwordless_tokens')).toEqual({
+      table: 'passwordless_tokens_families',
+      uidIndex: 'passwordless_tokens_families_uid_idx',
+      purgeIndex: 'passwordless_tokens_families_purge_idx',
+    });
+    const a = familyNames(`${'x'.repeat(62)}a`);
+    const b = familyNames(`${'x'.repeat(62)}b`);
+    const c = familyNames('é'.repeat(31));
+    for (const names of [a, b, c]) {
+      for (const name of Object.values(names)) expect(Buffer.byteLength(name)).toBeLessThanOrEqual(63);
+      expect(new Set(Object.values(names)).size).toBe(3);
+    }
+    expect(a.table).not.toBe(b.table);
+    expect(a.uidIndex).not.toBe(b.uidIndex);
+    expect(a.purgeIndex).not.toBe(b.purgeIndex);
+    // The family table lives in the token table's schema, quoted as the token table is.
+    expect(quoteFamilyTable('auth.tokens')).toBe('"auth"."tokens_families"');
+    expect(quoteFamilyTable('a"b.c"d')).toBe('"a""b"."c""d_families"');
+    // schemaSql creates both tables; the family part never touches the token table.
+    const ddl = schemaSql('auth.tokens');
+    expect(ddl.startsWith(tokenSchemaSql('auth.tokens'))).toBe(true);
+    expect(ddl).toMatch(/CREATE TABLE IF NOT EXISTS "auth"."tokens_families" \(/);
+    expect(ddl).toMatch(
+      /CREATE INDEX IF NOT EXISTS "tokens_families_uid_idx" ON "auth"."tokens_families" \(uid\);/,
+    );
+    expect(ddl).toMatch(
+      /CREATE INDEX IF NOT EXISTS "tokens_families_purge_idx" ON "auth"."tokens_families" \(expires_at\);/,
+    );
+  });
+
   it('validates arguments before any query is sent', async () => {
     const pool = fakePool();
     const store = new PostgresStore({ pool });
@@ -200,6 +246,29 @@ describe('PostgresStore without a server', () => {
       code: 'INVALID_ARGUMENT',
     });
     await expect(store.invalidateUser('a\uDC00')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const family = newFamily();
+    const op = { $ne: null } as never;
+    const next = { tokenHash: newHash(), expiresAt: inFuture() };
+    for (const bad of [
+      () => store.createFamily({ ...family, family: op }),
+      () => store.createFamily({ ...family, family: family.family.toUpperCase() }),
+      () => store.createFamily({ ...family, uid: 'a\0b' }),
+      () => store.createFamily({ ...family, uid: 'a\uD800' }),
+      () => store.createFamily({ ...family, tokenHash: [newHash()] as never }),
+      () => store.createFamily({ ...family, expiresAt: new Date(Number.NaN) }),
+      () => store.rotateFamily(op, family.tokenHash, next),
+      () => store.rotateFamily(family.family, `${family.tokenHash.slice(1)}%`, next),
+      () => store.rotateFamily(family.family, family.tokenHash, { ...next, tokenHash: op }),
+      () => store.rotateFamily(family.family, family.tokenHash, { ...next, expiresAt: Date.now() as never }),
+      () => store.rotateFamily(family.family, family.tokenHash, null as never),
+      () => store.revokeFamily('%'),
+      () => store.revokeFamilies(op),
+      () => store.revokeFamilies(''),
+      () => store.revokeFamilies('a\u0000'),
+      () => store.hasFamily('.*'),
+    ]) {
+      await expect(bad()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
     await expect(store.storeOrUpdate({ ...record, lockable: 1 as never })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
@@ -269,7 +338,7 @@ describe('PostgresStore without a server', () => {
       query: async (text: string) => {
         calls.push(text);
         if (down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
-        return { rows: [{ has_table: true, has_index: true, n: '0' }] };
+        return { rows: [{ has_tokens: true, has_families: true, n: '0' }] };
       },
     };
     const store = new PostgresStore({ pool });
@@ -292,9 +361,74 @@ describe('PostgresStore without a server', () => {
       createTable: false,
     });
     await expect(store.consume('alice', newHash(), { keep: false })).rejects.toBe(driverError);
+    const next = { tokenHash: newHash(), expiresAt: inFuture() };
+    await expect(store.rotateFamily(newHash(), newHash(), next)).rejects.toBe(driverError);
+    await expect(store.createFamily(newFamily())).rejects.toBe(driverError);
+    await expect(store.hasFamily(newHash())).rejects.toBe(driverError);
+    await expect(store.revokeFamily(newHash())).rejects.toBe(driverError);
+    await expect(store.revokeFamilies('alice')).rejects.toBe(driverError);
+    await store.close();
+  });
+
+  it("maps the rotate statement's row to the result, and no row to missing", async () => {
+    const answers: unknown[][] = [
+      [{ reason: 'ok', uid: 'alice' }],
+      [{ reason: 'reused', uid: 'alice' }],
+      [{ reason: 'expired', uid: 'alice' }],
+      [],
+    ];
+    const store = new PostgresStore({
+      pool: { query: async () => ({ rows: answers.shift() ?? [] }) },
+      createTable: false,
+    });
+    const rotate = () =>
+      store.rotateFamily(newHash(), newHash(), { tokenHash: newHash(), expiresAt: inFuture() });
+    expect(await rotate()).toEqual({ ok: true, uid: 'alice' });
+    expect(await rotate()).toEqual({ ok: false, reason: 'reused' });
+    expect(await rotate()).toEqual({ ok: false, reason: 'expired' });
+    expect(await rotate()).toEqual({ ok: false, reason: 'missing' });
     await store.close();
   });
 });
+
+const JWT_SECRET = 'an HS256 secret of at least 32 bytes!!';
+
+/** A JSON API in API mode (init `jwt`) on `store`: request, accept, refresh, logout everywhere, a checked route. */
+function apiApp(store: PostgresStore) {
+  const pwd = new Passwordless();
+  const errors: PasswordlessError[] = [];
+  pwd.init(store, {
+    jwt: { secret: JWT_SECRET },
+    secret: randomBytes(32),
+    onError: (err) => errors.push(err),
+  });
+  const sent: { uid: string; token: string }[] = [];
+  pwd.addDelivery(
+    async (ctx) => {
+      sent.push({ uid: ctx.uid, token: ctx.token });
+    },
+    { numberToken: { max: 1_000_000 } },
+  );
+  const app = express();
+  app.use(express.json());
+  app.use(pwd.bearerSupport());
+  app.post(
+    '/auth/request',
+    pwd.requestToken((user) => user, { json: true }),
+  );
+  app.post('/auth/accept', pwd.acceptToken({ json: true }));
+  app.post('/auth/refresh', pwd.refresh());
+  app.post(
+    '/auth/logout-everywhere',
+    pwd.logout({ everywhere: true, json: true }),
+    (_req, res) => void res.status(204).end(),
+  );
+  const checked = express.Router();
+  checked.use(pwd.bearerSupport({ checkRevocation: true }));
+  checked.get('/', pwd.restricted(), (_req, res) => void res.json({ ok: true }));
+  app.use('/checked', checked);
+  return { app, sent, errors };
+}
 
 const describePg = await describeWithServer('PostgreSQL', async () => {
   const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
@@ -317,7 +451,9 @@ describePg('PostgresStore on PostgreSQL', () => {
   });
 
   afterAll(async () => {
-    for (const table of createdTables) await pool.query(`DROP TABLE IF EXISTS ${quoteTable(table)}`);
+    for (const table of createdTables) {
+      await pool.query(`DROP TABLE IF EXISTS ${quoteTable(table)}, ${quoteFamilyTable(table)}`);
+    }
     for (const schema of createdSchemas)
       await pool.query(`DROP SCHEMA IF EXISTS ${escapeIdentifier(schema)} CASCADE`);
     await pool.end();
@@ -328,10 +464,7 @@ describePg('PostgresStore on PostgreSQL', () => {
     (await pool.query('SELECT to_regclass($1) IS NOT NULL AS ok', [qualified])).rows[0].ok as boolean;
 
   const contractTable = newTable('contract');
-  // No refresh-family methods (API mode) in this store yet: the kit's family suite does not apply.
-  tokenStoreContract('PostgresStore', () => new PostgresStore({ pool, table: contractTable }), {
-    refreshFamilies: false,
-  });
+  tokenStoreContract('PostgresStore', () => new PostgresStore({ pool, table: contractTable }));
 
   describe('what the server holds', () => {
     it('a row holds the 64-hex hash of the token and never the raw token', async () => {
@@ -409,6 +542,28 @@ describePg('PostgresStore on PostgreSQL', () => {
         /_purge_idx ON .* USING btree \(GREATEST\(expires_at, failures_until\)\)/,
       );
       expect(indexes.rows.map((r) => r.indexdef).join('\n')).toMatch(/UNIQUE INDEX .* USING btree \(uid\)/);
+      // API mode's refresh families: a second table beside it, with its own indexes.
+      const names = familyNames(table);
+      const familyColumns = await pool.query(
+        `SELECT column_name, data_type, is_nullable FROM information_schema.columns
+         WHERE table_name = $1 ORDER BY ordinal_position`,
+        [names.table],
+      );
+      expect(familyColumns.rows).toEqual([
+        { column_name: 'family', data_type: 'text', is_nullable: 'NO' },
+        { column_name: 'uid', data_type: 'text', is_nullable: 'NO' },
+        { column_name: 'token_hash', data_type: 'text', is_nullable: 'NO' },
+        { column_name: 'expires_at', data_type: 'timestamp with time zone', is_nullable: 'NO' },
+      ]);
+      const familyIndexes = await pool.query(
+        'SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1',
+        [names.table],
+      );
+      const defs = Object.fromEntries(familyIndexes.rows.map((r) => [r.indexname, r.indexdef]));
+      expect(Object.keys(defs)).toHaveLength(3);
+      expect(defs[names.uidIndex]).toMatch(/USING btree \(uid\)$/);
+      expect(defs[names.purgeIndex]).toMatch(/USING btree \(expires_at\)$/);
+      expect(Object.values(defs).join('\n')).toMatch(/UNIQUE INDEX .* USING btree \(family\)/);
       await store.close();
     });
 
@@ -669,6 +824,8 @@ describePg('PostgresStore on PostgreSQL', () => {
       const spy = recording(pool);
       const store = new PostgresStore({ pool: spy, table, sweepInterval: 20 });
       const window = { max: 3, window: 1500 };
+      // Tables first: their creation must not eat the 40 ms the token lives.
+      await store.length();
       await store.storeOrUpdate(code(newHash(), { expiresAt: inFuture(40) }), window);
       await guess(store, window);
       await store.storeOrUpdate({ uid: 'bob', tokenHash: newHash(), expiresAt: inFuture(40) });
@@ -717,6 +874,539 @@ describePg('PostgresStore on PostgreSQL', () => {
     });
   });
 
+  describe('refresh families (API mode)', () => {
+    const familyRow = async (table: string, family: string) =>
+      (
+        await pool.query(
+          `SELECT f.*, row_to_json(f)::text AS json FROM ${quoteFamilyTable(table)} f WHERE family = $1`,
+          [family],
+        )
+      ).rows[0];
+    const familyRows = async (table: string) =>
+      (await pool.query(`SELECT family, uid FROM ${quoteFamilyTable(table)} ORDER BY uid, family`)).rows;
+    const next = (ms = 60_000) => ({ tokenHash: newHash(), expiresAt: inFuture(ms) });
+
+    it('through the core: a family row holds hashes only, moves at refresh, and goes at reuse and logout', async () => {
+      const table = newTable('fam_core');
+      const store = new PostgresStore({ pool, table });
+      const { app, sent, errors } = apiApp(store);
+      const login = async () => {
+        await request(app).post('/auth/request').send({ user: 'alice@example.com' }).expect(202);
+        const res = await request(app)
+          .post('/auth/accept')
+          .send({ uid: 'alice@example.com', token: sent.at(-1)!.token })
+          .expect(200);
+        return res.body as { accessToken: string; refreshToken: string };
+      };
+      const first = await login();
+      const second = await login();
+      const rows = await pool.query(
+        `SELECT f.*, row_to_json(f)::text AS json FROM ${quoteFamilyTable(table)} f`,
+      );
+      expect(rows.rows).toHaveLength(2);
+      for (const row of rows.rows) {
+        expect(row.family).toMatch(/^[0-9a-f]{64}$/);
+        expect(row.token_hash).toMatch(/^[0-9a-f]{64}$/);
+        expect(row.uid).toBe('alice@example.com');
+        for (const part of [...first.refreshToken.split('.'), ...second.refreshToken.split('.')]) {
+          expect(row.json).not.toContain(part);
+        }
+      }
+      const before = (
+        await pool.query(`SELECT family, token_hash, expires_at FROM ${quoteFamilyTable(table)}`)
+      ).rows;
+      const rotated = await request(app)
+        .post('/auth/refresh')
+        .send({ refreshToken: first.refreshToken })
+        .expect(200);
+      const after = (
+        await pool.query(`SELECT family, token_hash, expires_at FROM ${quoteFamilyTable(table)}`)
+      ).rows;
+      const moved = after.filter((a) => !before.some((b) => b.token_hash === a.token_hash));
+      expect(moved).toHaveLength(1);
+      expect(moved[0].expires_at.getTime()).toBeGreaterThan(
+        before.find((b) => b.family === moved[0].family).expires_at.getTime(),
+      );
+      // The rotated-away token again: theft. Its login is revoked, also for the per-request revocation check.
+      await request(app).post('/auth/refresh').send({ refreshToken: first.refreshToken }).expect(401);
+      await request(app).post('/auth/refresh').send({ refreshToken: rotated.body.refreshToken }).expect(401);
+      await request(app)
+        .get('/checked')
+        .set('Authorization', `Bearer ${rotated.body.accessToken}`)
+        .expect(401);
+      await request(app).get('/checked').set('Authorization', `Bearer ${second.accessToken}`).expect(200);
+      expect((await familyRows(table)).length).toBe(1);
+      // Log out everywhere: every family of the uid goes; pending tokens are not families.
+      const third = await login();
+      await request(app)
+        .post('/auth/logout-everywhere')
+        .set('Authorization', `Bearer ${third.accessToken}`)
+        .expect(204);
+      expect(await familyRows(table)).toEqual([]);
+      await request(app).get('/checked').set('Authorization', `Bearer ${second.accessToken}`).expect(401);
+      expect(errors).toEqual([]);
+      await store.close();
+    });
+
+    it('reports every rotate outcome and leaves the row accordingly', async () => {
+      const table = newTable('fam_reasons');
+      const store = new PostgresStore({ pool, table });
+      const record = newFamily('alice');
+      await store.createFamily(record);
+      const moved = next(120_000);
+      expect(await store.rotateFamily(record.family, record.tokenHash, moved)).toEqual({
+        ok: true,
+        uid: 'alice',
+      });
+      const row = await familyRow(table, record.family);
+      expect(row).toMatchObject({ uid: 'alice', token_hash: moved.tokenHash });
+      expect(row.expires_at.getTime()).toBe(moved.expiresAt.getTime());
+      // The earlier hash: reused, and the family is deleted.
+      expect(await store.rotateFamily(record.family, record.tokenHash, next())).toEqual({
+        ok: false,
+        reason: 'reused',
+      });
+      expect(await familyRow(table, record.family)).toBeUndefined();
+      expect(await store.rotateFamily(record.family, moved.tokenHash, next())).toEqual({
+        ok: false,
+        reason: 'missing',
+      });
+      // An expired family is deleted by the rotation that finds it, whatever hash it was given.
+      for (const presented of ['own', 'other'] as const) {
+        const old = newFamily('bob', -1);
+        await store.createFamily(old);
+        const hash = presented === 'own' ? old.tokenHash : newHash();
+        expect(await store.rotateFamily(old.family, hash, next())).toEqual({ ok: false, reason: 'expired' });
+        expect(await familyRow(table, old.family)).toBeUndefined();
+      }
+      // createFamily with a family already stored replaces it (as MemoryStore's Map#set does).
+      const again = newFamily('carol');
+      await store.createFamily(again);
+      await store.createFamily({ ...again, uid: 'dave' });
+      expect(await store.rotateFamily(again.family, again.tokenHash, next())).toEqual({
+        ok: true,
+        uid: 'dave',
+      });
+      await store.close();
+    });
+
+    it('judges family expiry by the app clock, not the server clock', async () => {
+      const table = newTable('fam_clock');
+      const store = new PostgresStore({ pool, table });
+      const record = newFamily('alice', 60_000);
+      const other = newFamily('alice', 60_000);
+      await store.createFamily(record);
+      await store.createFamily(other);
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + 60_000);
+        expect(await store.hasFamily(record.family)).toBe(false);
+        expect(await store.revokeFamily(other.family)).toBeUndefined();
+        expect(await store.rotateFamily(record.family, record.tokenHash, next())).toEqual({
+          ok: false,
+          reason: 'expired',
+        });
+      } finally {
+        vi.useRealTimers();
+      }
+      expect(await familyRows(table)).toEqual([]);
+      await store.close();
+    });
+
+    it.each([
+      ['a family hex string', 'family'],
+      ['a pattern', '%'],
+      ['a glob', '*'],
+      ['a regexp', '.*'],
+      ['SQL', "x'; DELETE FROM passwordless_tokens_families; --"],
+      ['the family table name', 'passwordless_tokens_families'],
+    ])('families and token rows never meet, with a uid that is %s', async (_, kind) => {
+      const table = newTable(`fam_uid_${randomBytes(3).toString('hex')}`);
+      const store = new PostgresStore({ pool, table });
+      const key = newFamily('alice');
+      const uid = kind === 'family' ? key.family : kind;
+      // A pending token of that uid, the family whose key equals it, a family of that uid, and a bystander's.
+      const token = newHash();
+      await store.storeOrUpdate({ uid, tokenHash: token, expiresAt: inFuture() });
+      await store.createFamily(key);
+      const owned = newFamily(uid);
+      await store.createFamily(owned);
+      const bystander = newFamily('bob');
+      await store.createFamily(bystander);
+      expect(await store.length()).toBe(1);
+      await store.invalidateUser(uid);
+      expect(await store.length()).toBe(0);
+      for (const f of [key, owned, bystander]) expect(await store.hasFamily(f.family)).toBe(true);
+      await store.storeOrUpdate({ uid, tokenHash: token, expiresAt: inFuture() });
+      // Patterns revoke nothing: only the exact uid.
+      for (const pattern of ['%', '*', '.*', '_'].filter((p) => p !== uid))
+        await store.revokeFamilies(pattern);
+      expect(await familyRows(table)).toHaveLength(3);
+      await store.revokeFamilies(uid);
+      expect(await store.hasFamily(owned.family)).toBe(false);
+      expect(await store.hasFamily(key.family)).toBe(true);
+      expect(await store.hasFamily(bystander.family)).toBe(true);
+      expect(await store.consume(uid, token, { keep: false })).toEqual({ ok: true });
+      expect(await store.revokeFamily(key.family)).toBe('alice');
+      expect(await familyRows(table)).toEqual([{ family: bystander.family, uid: 'bob' }]);
+      await store.close();
+    });
+
+    it('one statement per family call (plus the existence check on first use)', async () => {
+      const table = newTable('fam_trips');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table });
+      const record = newFamily();
+      await store.createFamily(record);
+      await store.hasFamily(record.family);
+      await store.rotateFamily(record.family, record.tokenHash, next());
+      await store.revokeFamily(record.family);
+      await store.revokeFamilies('alice');
+      await store.clear();
+      expect(spy.texts.map((t) => t.split(/\s/)[0])).toEqual([
+        'SELECT', // to_regclass: the tables are new
+        'CREATE',
+        'INSERT',
+        'SELECT',
+        'WITH',
+        'DELETE',
+        'DELETE',
+        'WITH',
+      ]);
+      await store.close();
+    });
+
+    it('purges expired families by itself, keeping live ones; the purge and revokeFamilies use their indexes', async () => {
+      const table = newTable('fam_purge');
+      const spy = recording(pool);
+      const store = new PostgresStore({ pool: spy, table, sweepInterval: 30 });
+      await store.createFamily(newFamily('old', -1000));
+      await store.createFamily(newFamily('soon', 40));
+      const live = newFamily('live');
+      await store.createFamily(live);
+      // Nothing but the purge deletes families here: both expired ones must go.
+      await vi.waitFor(async () => expect((await familyRows(table)).map((r) => r.uid)).toEqual(['live']), {
+        timeout: 5000,
+        interval: 20,
+      });
+      await store.close();
+      const purge = spy.texts.find((t) => t.startsWith('DELETE') && t.includes(familyNames(table).table))!;
+      expect(purge).toMatch(/expires_at <= \$1/);
+      const names = familyNames(table);
+      const client = await pool.connect();
+      try {
+        await client.query('SET enable_seqscan = off');
+        const explain = async (sql: string, values: unknown[]) =>
+          (await client.query(`EXPLAIN ${sql}`, values)).rows.map((r) => r['QUERY PLAN']).join('\n');
+        expect(await explain(purge, [new Date().toISOString()])).toContain(names.purgeIndex);
+        expect(
+          await explain(`DELETE FROM ${quoteFamilyTable(table)} WHERE uid = $1::text`, ['alice']),
+        ).toContain(names.uidIndex);
+      } finally {
+        await client.query('RESET enable_seqscan');
+        client.release();
+      }
+    });
+
+    it('a rotation that waited for a racing change decides on the row version that change committed', async () => {
+      const table = newTable('fam_lock');
+      const store = new PostgresStore({ pool, table });
+      await store.length();
+      const f = quoteFamilyTable(table);
+      const holder = await pool.connect();
+      // `change` runs in an open transaction holding the family's row lock; the rotation starts, must wait for the
+      // lock, and only then is the change committed.
+      const whileLocked = async <T>(
+        change: string,
+        values: unknown[],
+        work: () => Promise<T>,
+      ): Promise<T> => {
+        await holder.query('BEGIN');
+        try {
+          await holder.query(change, values);
+          const pending = work();
+          await vi.waitFor(
+            async () => {
+              const { rows } = await pool.query(
+                `SELECT count(*)::int AS n FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND position($1 in query) > 0 AND pid <> $2`,
+                [familyNames(table).table, (holder as unknown as { processID: number }).processID],
+              );
+              expect(rows[0].n).toBe(1);
+            },
+            { timeout: 3000, interval: 10 },
+          );
+          await holder.query('COMMIT');
+          return await pending;
+        } catch (err) {
+          await holder.query('ROLLBACK');
+          throw err;
+        }
+      };
+      try {
+        // A racing rotation moved H1 to H2: the waiting rotation with H1 is a reuse, and revokes the family.
+        const a = newFamily();
+        await store.createFamily(a);
+        const h2 = newHash();
+        const reused = await whileLocked(
+          `UPDATE ${f} SET token_hash = $2 WHERE family = $1`,
+          [a.family, h2],
+          () => store.rotateFamily(a.family, a.tokenHash, next()),
+        );
+        expect(reused).toEqual({ ok: false, reason: 'reused' });
+        expect(await familyRow(table, a.family)).toBeUndefined();
+        // The waiting rotation presents H2, which is current once it has the lock: it succeeds (an UPDATE/DELETE
+        // pair without the FOR UPDATE would have decided on the old version and revoked the family).
+        const b = newFamily();
+        await store.createFamily(b);
+        const h3 = newHash();
+        const b2 = next();
+        const ok = await whileLocked(
+          `UPDATE ${f} SET token_hash = $2 WHERE family = $1`,
+          [b.family, h3],
+          () => store.rotateFamily(b.family, h3, b2),
+        );
+        expect(ok).toEqual({ ok: true, uid: 'alice' });
+        expect((await familyRow(table, b.family)).token_hash).toBe(b2.tokenHash);
+        // A racing revocation deleted it: missing.
+        const c = newFamily();
+        await store.createFamily(c);
+        const missing = await whileLocked(`DELETE FROM ${f} WHERE family = $1`, [c.family], () =>
+          store.rotateFamily(c.family, c.tokenHash, next()),
+        );
+        expect(missing).toEqual({ ok: false, reason: 'missing' });
+        // A racing rotation moved the expiry into the past: expired, and deleted.
+        const d = newFamily();
+        await store.createFamily(d);
+        const expired = await whileLocked(
+          `UPDATE ${f} SET expires_at = now() - interval '1 second' WHERE family = $1`,
+          [d.family],
+          () => store.rotateFamily(d.family, d.tokenHash, next()),
+        );
+        expect(expired).toEqual({ ok: false, reason: 'expired' });
+        expect(await familyRow(table, d.family)).toBeUndefined();
+      } finally {
+        holder.release();
+        await store.close();
+      }
+    });
+
+    it('50 concurrent rotations of one hash from 50 connections: one ok, one reused, 48 missing, 10 rounds', async () => {
+      const table = newTable('fam_race');
+      const clients = await Promise.all(
+        Array.from({ length: 50 }, async () => {
+          const client = new pg.Client({ connectionString: PG_URL });
+          await client.connect();
+          return client;
+        }),
+      );
+      try {
+        // One store per connection, as 50 app instances would have; every one has found the tables first.
+        const stores = clients.map((client) => new PostgresStore({ pool: client, table }));
+        await Promise.all(stores.map((store) => store.hasFamily(newHash())));
+        for (let round = 0; round < 10; round++) {
+          const record = newFamily();
+          await stores[0]!.createFamily(record);
+          const results = await Promise.all(
+            stores.map((store) => store.rotateFamily(record.family, record.tokenHash, next())),
+          );
+          const reasons = results.map((r) => (r.ok ? 'ok' : r.reason));
+          expect(reasons.filter((r) => r === 'ok')).toHaveLength(1);
+          expect(reasons.filter((r) => r === 'reused')).toHaveLength(1);
+          expect(reasons.filter((r) => r === 'missing')).toHaveLength(48);
+          expect(await stores[0]!.hasFamily(record.family)).toBe(false);
+        }
+        for (const store of stores) await store.close();
+      } finally {
+        await Promise.all(clients.map((client) => client.end()));
+      }
+    });
+
+    it('concurrent rotations racing revokeFamilies: at most one ok, and the family ends revoked, 10 rounds', async () => {
+      const store = new PostgresStore({ pool, table: newTable('fam_revoke_race') });
+      for (let round = 0; round < 10; round++) {
+        const record = newFamily();
+        await store.createFamily(record);
+        const ops: Promise<unknown>[] = Array.from({ length: 20 }, () =>
+          store.rotateFamily(record.family, record.tokenHash, next()),
+        );
+        ops.splice(round * 2, 0, store.revokeFamilies('alice'));
+        const results = (await Promise.all(ops)).filter((r) => r !== undefined) as { ok: boolean }[];
+        expect(results.filter((r) => r.ok).length).toBeLessThanOrEqual(1);
+        expect(await store.hasFamily(record.family)).toBe(false);
+      }
+      await store.close();
+    });
+
+    it('with SERIALIZABLE sessions, racing rotations are retried: one ok and no error', async () => {
+      const strict = new pg.Pool({
+        connectionString: PG_URL,
+        max: 10,
+        options: '-c default_transaction_isolation=serializable',
+      });
+      strict.on('error', () => undefined);
+      try {
+        const store = new PostgresStore({ pool: strict, table: newTable('fam_serializable') });
+        for (let round = 0; round < 5; round++) {
+          const record = newFamily();
+          await store.createFamily(record);
+          const results = await Promise.all(
+            Array.from({ length: 10 }, () => store.rotateFamily(record.family, record.tokenHash, next())),
+          );
+          expect(results.filter((r) => r.ok)).toHaveLength(1);
+          expect(await store.hasFamily(record.family)).toBe(false);
+        }
+        await store.close();
+      } finally {
+        await strict.end();
+      }
+    });
+
+    it('on a token table from before API mode, the first call adds the family table only, without waiting on the token table', async () => {
+      const table = newTable('fam_upgrade');
+      await pool.query(tokenSchemaSql(table)); // the schema of the previous release
+      const running = new PostgresStore({ pool, table, createTable: false });
+      const tokenHash = newHash();
+      await running.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+      // A write transaction stays open on the token table while the upgraded instance starts.
+      const holder = await pool.connect();
+      const spy = recording(pool);
+      const upgraded = new PostgresStore({ pool: spy, table });
+      try {
+        await holder.query('BEGIN');
+        await holder.query(
+          `INSERT INTO ${quoteTable(table)} (uid, token_hash, expires_at) VALUES ('zz', $1, now())`,
+          [newHash()],
+        );
+        const record = newFamily();
+        await withTimeout(upgraded.createFamily(record), 1500, 'the first call of an upgraded instance');
+        const ddl = spy.texts.filter((t) => t.startsWith('CREATE'));
+        expect(ddl).toHaveLength(1);
+        expect(ddl[0]).toBe(schemaSql(table).slice(tokenSchemaSql(table).length + 1));
+        expect(ddl[0]).not.toContain(purgeIndexName(table));
+        expect(await upgraded.hasFamily(record.family)).toBe(true);
+        expect(await running.consume('alice', tokenHash, { keep: false })).toEqual({ ok: true });
+      } finally {
+        await holder.query('ROLLBACK');
+        holder.release();
+        await upgraded.close();
+        await running.close();
+      }
+    });
+
+    it('with createTable: false on a schema without the family table, family calls fail with the driver error, token calls work, and both work once schemaSql ran again', async () => {
+      const table = newTable('fam_migrate');
+      await pool.query(tokenSchemaSql(table));
+      const store = new PostgresStore({ pool, table, createTable: false, sweepInterval: 20 });
+      const record = newFamily();
+      await expect(store.createFamily(record)).rejects.toMatchObject({ code: '42P01' });
+      await expect(store.rotateFamily(record.family, record.tokenHash, next())).rejects.toMatchObject({
+        code: '42P01',
+      });
+      const tokenHash = newHash();
+      await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
+      // The token purge runs on even though the family purge fails.
+      await store.storeOrUpdate({ uid: 'old', tokenHash: newHash(), expiresAt: new Date(Date.now() - 1) });
+      await vi.waitFor(async () => expect((await rowsOf(table)).map((r) => r.uid)).toEqual(['alice']), {
+        timeout: 5000,
+        interval: 20,
+      });
+      await pool.query(schemaSql(table)); // the migration, re-run after the upgrade
+      await store.createFamily(record);
+      expect((await store.rotateFamily(record.family, record.tokenHash, next())).ok).toBe(true);
+      expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({ ok: true });
+      await store.close();
+    });
+
+    it('a 63-byte table name gets distinct family relations within the limit, found by the next instance', async () => {
+      const prefix = `pwl_test_${runId}_long_`;
+      const table = newTable(`long_${'x'.repeat(63 - Buffer.byteLength(prefix))}`);
+      expect(Buffer.byteLength(table)).toBe(63);
+      const store = new PostgresStore({ pool, table });
+      const record = newFamily();
+      await store.createFamily(record);
+      const names = familyNames(table);
+      expect(names.table).not.toBe(`${table}_families`);
+      expect(await tableExists(quoteFamilyTable(table))).toBe(true);
+      const spy = recording(pool);
+      const again = new PostgresStore({ pool: spy, table });
+      expect(await again.hasFamily(record.family)).toBe(true);
+      expect(ddlCount(spy.texts)).toBe(0);
+      await store.close();
+      await again.close();
+    });
+
+    it('a refresh while the database is cut answers 503 within 2 s, and the same refresh token works once it is back', async () => {
+      const proxy = tcpProxy();
+      await proxy.start();
+      const flaky = new pg.Pool({
+        host: PG_HOST,
+        port: proxy.port,
+        user: 'postgres',
+        database: 'test',
+        max: 5,
+        connectionTimeoutMillis: 1000,
+      });
+      flaky.on('error', () => undefined);
+      const store = new PostgresStore({ pool: flaky, table: newTable('fam_outage') });
+      const { app, sent, errors } = apiApp(store);
+      try {
+        await request(app).post('/auth/request').send({ user: 'alice@example.com' }).expect(202);
+        const login = await request(app)
+          .post('/auth/accept')
+          .send({ uid: 'alice@example.com', token: sent.at(-1)!.token })
+          .expect(200);
+        await noUnhandledRejection(async () => {
+          await proxy.stop();
+          const refresh = await timed(() =>
+            request(app).post('/auth/refresh').send({ refreshToken: login.body.refreshToken }),
+          );
+          expect(refresh.result.status).toBe(503);
+          expect(refresh.result.body).toEqual({ error: 'temporarily_unavailable' });
+          expect(refresh.ms).toBeLessThan(2000);
+          const checked = await timed(() =>
+            request(app).get('/checked').set('Authorization', `Bearer ${login.body.accessToken}`),
+          );
+          expect(checked.result.status).toBe(503);
+          expect(checked.ms).toBeLessThan(2000);
+          await proxy.start();
+        });
+        expect(errors.map((e) => e.code)).toEqual(['STORE_ERROR', 'STORE_ERROR']);
+        const again = await request(app)
+          .post('/auth/refresh')
+          .send({ refreshToken: login.body.refreshToken })
+          .expect(200);
+        await request(app)
+          .get('/checked')
+          .set('Authorization', `Bearer ${again.body.accessToken}`)
+          .expect(200);
+      } finally {
+        await store.close();
+        await proxy.stop();
+        await flaky.end();
+      }
+    });
+
+    it('rotateFamily against a database that refuses connections rejects within 2 s', async () => {
+      const dead = new pg.Pool({
+        host: '127.0.0.1',
+        port: 1,
+        user: 'postgres',
+        connectionTimeoutMillis: 1000,
+      });
+      dead.on('error', () => undefined);
+      const store = new PostgresStore({ pool: dead });
+      await noUnhandledRejection(async () => {
+        const started = performance.now();
+        await expect(store.rotateFamily(newHash(), newHash(), next())).rejects.toThrow();
+        await expect(store.hasFamily(newHash())).rejects.toThrow();
+        expect(performance.now() - started).toBeLessThan(2000);
+      });
+      await store.close();
+      await dead.end();
+    });
+  });
+
   describe('table names', () => {
     it('escapes a hostile table name: the table gets that exact name and no other statement runs', async () => {
       // Short names (identifiers are limited to 63 bytes): a random part instead of the full run id.
@@ -731,8 +1421,15 @@ describePg('PostgresStore on PostgreSQL', () => {
       expect(await store.length()).toBe(1);
       expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({ ok: true, origin: '/x' });
       await store.invalidateUser('alice');
+      const family = newFamily();
+      await store.createFamily(family);
+      expect((await store.rotateFamily(family.family, family.tokenHash, newFamily())).ok).toBe(true);
+      expect(await store.hasFamily(family.family)).toBe(true);
+      await store.revokeFamilies('alice');
+      expect(await store.revokeFamily(family.family)).toBeUndefined();
       await store.clear();
       expect(await tableExists(quoteTable(sentinel))).toBe(true);
+      expect(await tableExists(quoteFamilyTable(hostile))).toBe(true);
       const found = await pool.query('SELECT count(*)::int AS n FROM pg_tables WHERE tablename = $1', [
         hostile,
       ]);
@@ -754,6 +1451,12 @@ describePg('PostgresStore on PostgreSQL', () => {
       expect(where.rows).toHaveLength(1);
       expect(await tableExists('public.tokens')).toBe(false);
       expect((await store.consume('alice', tokenHash, { keep: false })).ok).toBe(true);
+      // The family table lives in the same schema.
+      const family = newFamily();
+      await store.createFamily(family);
+      expect(await tableExists(`${escapeIdentifier(schema)}."tokens_families"`)).toBe(true);
+      expect(await tableExists('public.tokens_families')).toBe(false);
+      expect(await store.hasFamily(family.family)).toBe(true);
       await store.close();
     });
   });
@@ -774,7 +1477,7 @@ describePg('PostgresStore on PostgreSQL', () => {
     it('stores in separate connections (as separate processes) creating one table at once all succeed', async () => {
       const table = newTable('race');
       for (let round = 0; round < 5; round++) {
-        await pool.query(`DROP TABLE IF EXISTS ${quoteTable(table)}`);
+        await pool.query(`DROP TABLE IF EXISTS ${quoteTable(table)}, ${quoteFamilyTable(table)}`);
         // Separate clients: each CREATE runs in its own session, as it would from several app instances.
         const clients = await Promise.all(
           Array.from({ length: 6 }, async () => {
@@ -848,7 +1551,7 @@ describePg('PostgresStore on PostgreSQL', () => {
       try {
         await pool.query(`GRANT USAGE ON SCHEMA ${escapeIdentifier(schema)} TO ${escapeIdentifier(role)}`);
         await pool.query(
-          `GRANT SELECT, INSERT, UPDATE, DELETE ON ${quoteTable(table)} TO ${escapeIdentifier(role)}`,
+          `GRANT SELECT, INSERT, UPDATE, DELETE ON ${quoteTable(table)}, ${quoteFamilyTable(table)} TO ${escapeIdentifier(role)}`,
         );
         // The app's connection acts as that role (SET ROLE: the same privilege checks as logging in as it).
         await client.query(`SET ROLE ${escapeIdentifier(role)}`);
@@ -858,6 +1561,13 @@ describePg('PostgresStore on PostgreSQL', () => {
         await store.storeOrUpdate({ uid: 'alice', tokenHash, expiresAt: inFuture() });
         expect(await store.length()).toBe(1);
         expect(await store.consume('alice', tokenHash, { keep: false })).toEqual({ ok: true });
+        const family = newFamily();
+        await store.createFamily(family);
+        expect(await store.rotateFamily(family.family, family.tokenHash, newFamily())).toEqual({
+          ok: true,
+          uid: 'alice',
+        });
+        await store.clear();
         await store.close();
       } finally {
         await client.end();
