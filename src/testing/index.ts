@@ -568,6 +568,15 @@ export function tokenStoreContract(
         expect(await has(moved.family)).toBe(true);
       });
 
+      it('a family rotated past its first expiresAt is still revoked by revokeFamilies', async () => {
+        const record = await login('alice', 50);
+        expect((await rotate(record.family, record.tokenHash, newHash(), 60_000)).ok).toBe(true);
+        await sleep(expiryWaitMs);
+        expect(await has(record.family)).toBe(true);
+        await call('revokeFamilies()', () => fam().revokeFamilies('alice'));
+        expect(await has(record.family)).toBe(false);
+      });
+
       it(`of ${concurrency} concurrent rotations with one hash exactly one succeeds, and the family ends revoked`, async () => {
         const record = await login();
         const results = await Promise.all(

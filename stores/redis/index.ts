@@ -4,14 +4,24 @@ import { readOptions } from '../../src/options.js';
 import {
   assertBudget,
   assertConsumeArgs,
+  assertFamilyRecord,
   assertInvalidateArgs,
+  assertRotateArgs,
+  assertTokenHash,
   assertTokenRecord,
+  assertUid,
+  isStorableString,
+  MAX_UID_LENGTH,
 } from '../../src/store-args.js';
 import type {
   ConsumeFailure,
   ConsumeOptions,
   ConsumeResult,
   FailureBudget,
+  RefreshFamily,
+  RefreshRotation,
+  RotateFailure,
+  RotateResult,
   StoreResult,
   TokenRecord,
   TokenStore,
@@ -23,9 +33,10 @@ export interface RedisStoreOptions {
   /** An ioredis `Redis` or `Cluster` the app created and owns; the store never connects, quits or redefines it. */
   client: Redis | Cluster;
   /**
-   * Put before every key: one key `${prefix}${uid}` per uid with a pending token or live failures. Glob characters
-   * are fine; it must not be the start of another prefix in the same database, or `clear()` of this store reaches into
-   * the other. Default: `'pwdless:'`.
+   * Put before every key: one key `${prefix}${uid}` per uid with a pending token or live failures, and in API mode
+   * `${prefix}\u0001f:${family}` per refresh family and `${prefix}\u0001u:${uid}` per uid with families. Glob
+   * characters are fine; it must not be the start of another prefix in the same database, or `clear()` of this store
+   * reaches into the other. Default: `'pwdless:'`.
    */
   prefix?: string;
 }
@@ -38,6 +49,15 @@ const SCAN_COUNT = 1000;
 /** Keys per UNLINK on a standalone server. */
 const UNLINK_BATCH = 500;
 const CONSUME_FAILURES: readonly ConsumeFailure[] = ['missing', 'expired', 'mismatch', 'exhausted', 'locked'];
+const ROTATE_FAILURES: readonly RotateFailure[] = ['missing', 'expired', 'reused'];
+/**
+ * The byte after the prefix of every refresh-family key (a family's hash, a uid's index). A uid never starts with it
+ * (assertUid refuses control characters), so these keys never meet a uid's token key, and length() skips them.
+ */
+const FAMILY_MARK = '\u0001';
+const FAMILY_MARK_BYTE = 0x01;
+/** Family keys per FAMILY_DROP script and members per ZREM on a standalone server (revokeFamilies). */
+const FAMILY_BATCH = 500;
 /** Script arguments for "no budget" and for a flag that is off / on. */
 const NONE = '';
 const OFF = '0';
@@ -47,7 +67,7 @@ const ON = '1';
 interface Commands {
   evalsha(sha: string, numkeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
   eval(lua: string, numkeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
-  hget(key: Buffer, field: string): Promise<string | null>;
+  hget(key: string | Buffer, field: string): Promise<string | null>;
   unlink(...keys: Buffer[]): Promise<number>;
   scanBuffer(
     cursor: string,
@@ -97,8 +117,10 @@ function scanPattern(prefix: Buffer): Buffer {
 
 /**
  * Pending tokens in Redis (peer: ioredis), one hash per uid at `${prefix}${uid}` holding the uid's pending token and
- * its failure budget state, with a Redis expiry at the later of the two. Every call but `length()` and `clear()` is one
- * round trip, one Lua script, so it is atomic across processes. See docs/token-stores.md.
+ * its failure budget state, with a Redis expiry at the later of the two. Every token call but `length()` and `clear()`
+ * is one round trip, one Lua script, so it is atomic across processes. API mode's refresh families are one hash per
+ * family at `${prefix}\u0001f:${family}` plus a per-uid index at `${prefix}\u0001u:${uid}` for `revokeFamilies`; see
+ * scripts.ts and docs/token-stores.md.
  */
 export class RedisStore implements TokenStore {
   readonly #client: Commands;
@@ -146,6 +168,16 @@ export class RedisStore implements TokenStore {
     return `${this.#prefix}${uid}`;
   }
 
+  /** The hash of one refresh family (validated 64-hex). */
+  #familyKey(family: string): string {
+    return `${this.#prefix}${FAMILY_MARK}f:${family}`;
+  }
+
+  /** The uid's index of its families, a sorted set (member = family, score = its latest known expiresAt). */
+  #indexKey(uid: string): string {
+    return `${this.#prefix}${FAMILY_MARK}u:${uid}`;
+  }
+
   async storeOrUpdate(record: TokenRecord, budget?: FailureBudget): Promise<StoreResult> {
     // assertUid (in assertTokenRecord) refuses lone surrogates, which UTF-8 would turn into one and the same key.
     assertTokenRecord(record);
@@ -191,7 +223,10 @@ export class RedisStore implements TokenStore {
     await this.#run(SCRIPTS.invalidate, this.#key(uid), String(Date.now()), tokenHash ?? NONE);
   }
 
-  /** Deletes every key of this prefix: SCAN (every master of a Cluster) and UNLINK in batches. Cost as `length()`. */
+  /**
+   * Deletes every key of this prefix, refresh families and their indexes included: SCAN (every master of a Cluster)
+   * and UNLINK in batches. Cost as `length()`.
+   */
   async clear(): Promise<void> {
     const cluster = this.#isCluster();
     await this.#scan(async (keys) => {
@@ -221,6 +256,8 @@ export class RedisStore implements TokenStore {
     await this.#scan(async (keys) => {
       const names: Buffer[] = [];
       for (const key of keys) {
+        // A refresh family or a uid's index of families: never a pending token.
+        if (key[this.#serverPrefix.length] === FAMILY_MARK_BYTE) continue;
         const id = key.toString('latin1');
         if (seen.has(id)) continue;
         seen.add(id);
@@ -238,6 +275,101 @@ export class RedisStore implements TokenStore {
     return count;
   }
 
+  /**
+   * API mode: stores a new login's family, `{ uid, h, e }` at its own key with PEXPIREAT e, and lists it in the uid's
+   * index. Standalone: one script naming both keys, so one round trip and atomic. Cluster, where the two keys may be in
+   * different slots: the family's script, then the index's (two round trips). The family is written first, so a
+   * concurrent revokeFamilies either finds it in the index (and deletes it) or runs before it is listed (and the new
+   * login, whose tokens are not handed out yet, simply comes after it); never a listed family written after the index
+   * was read and cleared.
+   */
+  async createFamily(record: RefreshFamily): Promise<void> {
+    assertFamilyRecord(record);
+    const expiresAt = String(record.expiresAt.getTime());
+    const now = String(Date.now());
+    const familyKey = this.#familyKey(record.family);
+    const indexKey = this.#indexKey(record.uid);
+    const args = [record.uid, record.tokenHash, expiresAt, now, record.family];
+    if (!this.#isCluster()) {
+      await this.#run(SCRIPTS.familyCreate, [familyKey, indexKey], ...args);
+      return;
+    }
+    const written = await this.#run(SCRIPTS.familyCreate, [familyKey], ...args);
+    if (written === 1) await this.#run(SCRIPTS.indexAdd, indexKey, record.family, expiresAt, now);
+  }
+
+  /**
+   * API mode: one script on the family's key decides atomically (ok / missing / expired / reused). After a success
+   * the store moves the family's entry in the uid's index forward to the new expiry (a second call, on the index key):
+   * rotation is an idle timeout that can keep a family alive indefinitely, and revokeFamilies must still find it. If
+   * that second call fails, rotateFamily rejects: the client never receives the new refresh token, and its next try
+   * with the old one revokes the family ('reused'), so no family can outlive its index entry unnoticed.
+   */
+  async rotateFamily(family: string, tokenHash: string, next: RefreshRotation): Promise<RotateResult> {
+    assertRotateArgs(family, tokenHash, next);
+    const now = String(Date.now());
+    const expiresAt = String(next.expiresAt.getTime());
+    const reply = await this.#run(
+      SCRIPTS.familyRotate,
+      this.#familyKey(family),
+      tokenHash,
+      now,
+      next.tokenHash,
+      expiresAt,
+    );
+    const result = parseRotateReply(reply);
+    if (result.ok) await this.#run(SCRIPTS.indexAdd, this.#indexKey(result.uid), family, expiresAt, now);
+    return result;
+  }
+
+  /**
+   * API mode: deletes the family's key (one script, one round trip, works while Redis is out of memory) and resolves
+   * the uid when the family was unexpired. Its index entry goes lazily (once its score passes, or at revokeFamilies).
+   */
+  async revokeFamily(family: string): Promise<string | undefined> {
+    assertTokenHash('revokeFamily', family, 'family');
+    const reply = await this.#run(SCRIPTS.familyRevoke, this.#familyKey(family), String(Date.now()));
+    if (reply === null) return undefined;
+    if (isUid(reply)) return reply;
+    throw new PasswordlessError('STORE_ERROR', 'RedisStore: unexpected reply from the revoke-family script.');
+  }
+
+  /**
+   * API mode: reads the uid's index (one round trip), deletes each listed family that still belongs to the uid (one
+   * script per 500 keys on a standalone server, one per key, sent together, on a Cluster), then removes the handled
+   * members from the index (ZREM, so a family listed meanwhile stays listed). Only reads and removes: works while Redis
+   * is out of memory.
+   */
+  async revokeFamilies(uid: string): Promise<void> {
+    assertUid('revokeFamilies', uid);
+    const indexKey = this.#indexKey(uid);
+    const reply = await this.#run(SCRIPTS.indexList, indexKey);
+    if (!Array.isArray(reply)) {
+      throw new PasswordlessError('STORE_ERROR', 'RedisStore: unexpected reply from the index script.');
+    }
+    const members = reply.filter((m): m is string => typeof m === 'string');
+    if (members.length === 0) return;
+    // Only well-formed families name a key; anything else in the index (another program's) is just removed from it.
+    const keys = members.filter((m) => /^[0-9a-f]{64}$/.test(m)).map((m) => this.#familyKey(m));
+    if (this.#isCluster()) {
+      await Promise.all(keys.map((key) => this.#run(SCRIPTS.familyDrop, [key], uid)));
+    } else {
+      for (let i = 0; i < keys.length; i += FAMILY_BATCH) {
+        await this.#run(SCRIPTS.familyDrop, keys.slice(i, i + FAMILY_BATCH), uid);
+      }
+    }
+    for (let i = 0; i < members.length; i += FAMILY_BATCH) {
+      await this.#run(SCRIPTS.indexRemove, indexKey, ...members.slice(i, i + FAMILY_BATCH));
+    }
+  }
+
+  /** API mode: one HGET of the family's `e`, compared with the app's clock (as the scripts do). */
+  async hasFamily(family: string): Promise<boolean> {
+    assertTokenHash('hasFamily', family, 'family');
+    const e = await this.#client.hget(this.#familyKey(family), 'e').catch(notAHash);
+    return e !== null && Number(e) > Date.now();
+  }
+
   /** Resolves at once: the store created nothing, and the client belongs to the app, which quits it. */
   async close(): Promise<void> {}
 
@@ -247,7 +379,7 @@ export class RedisStore implements TokenStore {
 
   // EVALSHA, and EVAL once per server when it answers NOSCRIPT (after a restart or SCRIPT FLUSH); EVAL caches the
   // script for the next EVALSHA. Called on the client directly, so the app's client gets no commands defined on it.
-  async #run(script: LuaScript, keys: string | Buffer[], ...args: string[]): Promise<unknown> {
+  async #run(script: LuaScript, keys: string | (string | Buffer)[], ...args: string[]): Promise<unknown> {
     const names = typeof keys === 'string' ? [keys] : keys;
     try {
       return await this.#client.evalsha(script.sha, names.length, ...names, ...args);
@@ -295,6 +427,23 @@ function parseStoreReply(reply: unknown): StoreResult {
     }
   }
   throw new PasswordlessError('STORE_ERROR', 'RedisStore: unexpected reply from the store script.');
+}
+
+/** A uid as the store wrote it (read back from Redis, so checked before the core receives it). */
+function isUid(value: unknown): value is string {
+  return (
+    typeof value === 'string' && value.length > 0 && value.length <= MAX_UID_LENGTH && isStorableString(value)
+  );
+}
+
+function parseRotateReply(reply: unknown): RotateResult {
+  if (Array.isArray(reply)) {
+    const [status, uid] = reply as unknown[];
+    if (status === 'ok' && isUid(uid)) return { ok: true, uid };
+    const failure = ROTATE_FAILURES.find((f) => f === status);
+    if (failure) return { ok: false, reason: failure };
+  }
+  throw new PasswordlessError('STORE_ERROR', 'RedisStore: unexpected reply from the rotate-family script.');
 }
 
 function parseConsumeReply(reply: unknown): ConsumeResult {

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 
 // Lua run by RedisStore. Each script of a uid touches exactly one key, KEYS[1] = `${prefix}${uid}`, so it is atomic on
 // a standalone server and routable on a Cluster (one key, one slot: no CROSSSLOT, whatever the uid contains). Only
-// COUNT_SCRIPT, for length() on a standalone server, reads several keys.
+// COUNT_SCRIPT, for length() on a standalone server, reads several keys. The refresh-family scripts (API mode, at the
+// end of this file) likewise name one key each on a Cluster; on a standalone server FAMILY_CREATE_SCRIPT also names
+// the uid's index and FAMILY_DROP_SCRIPT several family keys.
 //
 // The key is a hash with short field names (memory per pending token; see docs/token-stores.md). The token fields:
 //   h  hex SHA-256 / HMAC-SHA256 of the token (never the token itself)
@@ -27,7 +29,9 @@ import { createHash } from 'node:crypto';
 // first memory-growing command (HINCRBY, HSET) and let a DEL through: a wrong guess would then fail uncounted while the
 // right one still logged in, so maxAttempts and the failure budget would bound nothing while Redis is full.
 // invalidate only ever removes data and declares `allow-oom`, so logout still works under memory pressure; count reads
-// only (`no-writes`, which implies allow-oom).
+// only (`no-writes`, which implies allow-oom). Likewise for families: create, rotate and index-add may write (no
+// allow-oom: a rotation is refused whole, never half-done); revoke, drop and index-remove only remove (allow-oom);
+// index-list only reads.
 //
 // Every instant is passed in from the app as a decimal string ("now" is the app's Date.now(), the clock that also made
 // e) and written back as that same string, so nothing depends on how the server formats a Lua number (a double)
@@ -232,6 +236,163 @@ end
 return n
 `;
 
+// Refresh families (API mode). Two kinds of keys, both after `${prefix}\u0001`: a uid never starts with U+0001
+// (assertUid refuses control characters), so neither can ever be the key `${prefix}${uid}` of a uid's token, whatever
+// the uid is (a uid equal to a family's hex included), and length() skips them by that one byte.
+//   ${prefix}\u0001f:${family}  a hash per family (one login): uid, h (hex hash of the current refresh secret),
+//                               e (expiresAt in Unix ms); PEXPIREAT e, moved at every rotation
+//   ${prefix}\u0001u:${uid}     the uid's index for revokeFamilies: a sorted set, member = family, score = the family's
+//                               latest known expiresAt; PEXPIREAT at its highest score
+// rotateFamily, hasFamily and revokeFamily name the family key only, so each is one script (or HGET) on one slot. The
+// index of the uid may be in another slot of a Cluster: the family scripts never touch it, and the store updates it
+// by a separate call (after the family's own script). Members of families that died (expired, reused, revoked) are
+// dropped lazily: once their score has passed (at every add), or by revokeFamilies.
+
+/**
+ * Lua shared by the scripts that add to a uid's index. addToIndex: ZADD GT (a member's score only moves forward, as a
+ * family's expiry does), drop members whose known expiry has passed by the app's clock, and move the set's own expiry
+ * forward to expiresAt when that is later (PEXPIRETIME is -1 for the set just created), so the set lives exactly as
+ * long as its highest score. A foreign value at the key is replaced: the store owns every key of its prefix.
+ */
+const INDEX_LUA = `local function addToIndex(key, family, expiresAt, now)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'zset' and kind ~= 'none' then
+    redis.call('DEL', key)
+  end
+  redis.call('ZADD', key, 'GT', expiresAt, family)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  -- -2 when the set is gone (every member expired): PEXPIREAT of a missing key does nothing.
+  if redis.call('PEXPIRETIME', key) < tonumber(expiresAt) then
+    redis.call('PEXPIREAT', key, expiresAt)
+  end
+end
+`;
+
+/**
+ * createFamily: replace whatever is at the family key with the hash { uid, h, e } and PEXPIREAT e, unless e is not
+ * after now (accepted, never written: such a family can never be rotated). With a second key (a standalone server,
+ * where both keys may be named in one script), also add the family to the uid's index in the same atomic step; on a
+ * Cluster the store adds it with INDEX_ADD_SCRIPT once this script has returned 1.
+ * KEYS[1] family key, KEYS[2] (optional) the uid's index key. ARGV[1] uid, ARGV[2] h, ARGV[3] expiresAt (ms),
+ * ARGV[4] now (ms), ARGV[5] the family (the index member). Returns 1 when written, 0 for an expired family.
+ */
+export const FAMILY_CREATE_SCRIPT = `${MAY_WRITE}
+${INDEX_LUA}
+local key = KEYS[1]
+redis.call('DEL', key)
+if tonumber(ARGV[3]) <= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('HSET', key, 'uid', ARGV[1], 'h', ARGV[2], 'e', ARGV[3])
+redis.call('PEXPIREAT', key, ARGV[3])
+if KEYS[2] then
+  addToIndex(KEYS[2], ARGV[5], ARGV[3], ARGV[4])
+end
+return 1
+`;
+
+/**
+ * Adds one family to its uid's index (createFamily on a Cluster; after every successful rotation, which moves the
+ * family's expiry, and so the member's score and the set's expiry, forward).
+ * KEYS[1] the uid's index key. ARGV[1] family, ARGV[2] the family's expiresAt (ms), ARGV[3] now (ms). Returns 1.
+ */
+export const INDEX_ADD_SCRIPT = `${MAY_WRITE}
+${INDEX_LUA}
+addToIndex(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
+`;
+
+/**
+ * rotateFamily in one step, so of concurrent rotations with one hash exactly one succeeds (the others then find the
+ * new hash, and revoke the family):
+ *   no family (no key, or no uid / h)   → {'missing'}
+ *   e <= now (or e unreadable)          → DEL, {'expired'}  (Redis may not have purged it yet: clocks, lazy expiry)
+ *   h differs from the given hash       → DEL, {'reused'}  (an already-rotated or forged refresh token: theft)
+ *   otherwise                           → h, e = the next ones, PEXPIREAT the next e, {'ok', uid}
+ * Declares no allow-oom: while Redis refuses writes the whole call is refused, so no hash is compared either.
+ * KEYS[1] family key. ARGV[1] the presented hash, ARGV[2] now (ms), ARGV[3] the next hash, ARGV[4] the next expiresAt.
+ */
+export const FAMILY_ROTATE_SCRIPT = `${MAY_WRITE}
+local key = KEYS[1]
+local rec = redis.call('HMGET', key, 'uid', 'h', 'e')
+if not rec[1] or not rec[2] then
+  return {'missing'}
+end
+local expiresAt = tonumber(rec[3])
+if not expiresAt or expiresAt <= tonumber(ARGV[2]) then
+  redis.call('DEL', key)
+  return {'expired'}
+end
+if rec[2] ~= ARGV[1] then
+  redis.call('DEL', key)
+  return {'reused'}
+end
+redis.call('HSET', key, 'h', ARGV[3], 'e', ARGV[4])
+redis.call('PEXPIREAT', key, ARGV[4])
+return {'ok', rec[1]}
+`;
+
+/**
+ * revokeFamily: delete the family key (whatever it holds) and answer its uid when the family was unexpired, else nil.
+ * Only removes (allow-oom): logging out works while Redis is out of memory. The index member goes lazily.
+ * KEYS[1] family key. ARGV[1] now (ms).
+ */
+export const FAMILY_REVOKE_SCRIPT = `${ONLY_REMOVES}
+local key = KEYS[1]
+local rec = redis.pcall('HMGET', key, 'uid', 'e')
+redis.call('DEL', key)
+if rec.err then
+  return false
+end
+local expiresAt = tonumber(rec[2])
+if rec[1] and expiresAt and expiresAt > tonumber(ARGV[1]) then
+  return rec[1]
+end
+return false
+`;
+
+/**
+ * revokeFamilies, second step: delete each given family key that still belongs to the uid (a member that another
+ * program slipped into the index cannot make it delete another uid's family). Several keys on a standalone server,
+ * one per call on a Cluster. Only removes (allow-oom).
+ * KEYS the family keys read from the uid's index. ARGV[1] uid. Returns the number deleted.
+ */
+export const FAMILY_DROP_SCRIPT = `${ONLY_REMOVES}
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.pcall('HGET', key, 'uid') == ARGV[1] then
+    redis.call('DEL', key)
+    n = n + 1
+  end
+end
+return n
+`;
+
+/**
+ * revokeFamilies, first step: the members of the uid's index (every family it lists, whatever its score).
+ * KEYS[1] the uid's index key. Returns the members ({} for none or a foreign value).
+ */
+export const INDEX_LIST_SCRIPT = `${READ_ONLY}
+local members = redis.pcall('ZRANGE', KEYS[1], 0, -1)
+if members.err then
+  return {}
+end
+return members
+`;
+
+/**
+ * revokeFamilies, last step: remove the members just handled from the uid's index (ZREM, not DEL, so a family added
+ * meanwhile by a concurrent createFamily stays listed); Redis deletes the set when it is empty. Only removes.
+ * KEYS[1] the uid's index key. ARGV the members. Returns the number removed.
+ */
+export const INDEX_REMOVE_SCRIPT = `${ONLY_REMOVES}
+local removed = redis.pcall('ZREM', KEYS[1], unpack(ARGV))
+if type(removed) ~= 'number' then
+  return 0
+end
+return removed
+`;
+
 /** A Lua script with the SHA-1 that EVALSHA names it by. */
 export interface LuaScript {
   /** The script source, sent with EVAL when the server does not know the SHA yet (NOSCRIPT). */
@@ -250,4 +411,11 @@ export const SCRIPTS = Object.freeze({
   consume: script(CONSUME_SCRIPT),
   invalidate: script(INVALIDATE_SCRIPT),
   count: script(COUNT_SCRIPT),
+  familyCreate: script(FAMILY_CREATE_SCRIPT),
+  familyRotate: script(FAMILY_ROTATE_SCRIPT),
+  familyRevoke: script(FAMILY_REVOKE_SCRIPT),
+  familyDrop: script(FAMILY_DROP_SCRIPT),
+  indexAdd: script(INDEX_ADD_SCRIPT),
+  indexList: script(INDEX_LIST_SCRIPT),
+  indexRemove: script(INDEX_REMOVE_SCRIPT),
 });

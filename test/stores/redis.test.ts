@@ -6,7 +6,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type ConsumeOptions, PasswordlessError, type TokenRecord } from 'express-passwordless';
+import {
+  type ConsumeOptions,
+  PasswordlessError,
+  type RefreshFamily,
+  type TokenRecord,
+} from 'express-passwordless';
 import { tokenStoreContract } from 'express-passwordless/testing';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import request from 'supertest';
@@ -66,10 +71,7 @@ describeRedis('RedisStore on the shared server', () => {
     client.disconnect();
   });
 
-  // The Redis store has no refresh-family methods (API mode) yet: the kit's family suite does not apply.
-  tokenStoreContract('RedisStore', () => new RedisStore({ client, prefix: `${RUN}contract:` }), {
-    refreshFamilies: false,
-  });
+  tokenStoreContract('RedisStore', () => new RedisStore({ client, prefix: `${RUN}contract:` }));
 
   it('keeps only the hash of the token, in one hash per uid with a Redis expiry (PTTL > 0, at most ttl)', async () => {
     const prefix = `${RUN}shape:`;
@@ -320,6 +322,282 @@ describeRedis('RedisStore on the shared server', () => {
     });
   });
 
+  describe('refresh families (API mode): their own keys, apart from tokens', () => {
+    const prefix = `${RUN}fam:`;
+    let store: RedisStore;
+    const familyKey = (family: string) => `${prefix}\u0001f:${family}`;
+    const indexKey = (uid: string) => `${prefix}\u0001u:${uid}`;
+    const login = async (uid = 'ann', ms = 60_000): Promise<RefreshFamily> => {
+      const record = { family: newHash(), uid, tokenHash: newHash(), expiresAt: inFuture(ms) };
+      await store.createFamily(record);
+      return record;
+    };
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+    beforeAll(() => {
+      store = new RedisStore({ client, prefix });
+    });
+    beforeEach(() => store.clear());
+
+    it("one hash { uid, h, e } per family expiring at e, listed in the uid's sorted set, which expires with its latest family", async () => {
+      const a = await login('ann', 60_000);
+      const b = await login('ann', 120_000);
+      const e = (r: RefreshFamily) => r.expiresAt.getTime();
+      expect(await client.type(familyKey(a.family))).toBe('hash');
+      expect(await client.hgetall(familyKey(a.family))).toEqual({
+        uid: 'ann',
+        h: a.tokenHash,
+        e: String(e(a)),
+      });
+      expect(await client.pexpiretime(familyKey(a.family))).toBe(e(a));
+      expect(await client.type(indexKey('ann'))).toBe('zset');
+      expect(await client.zrange(indexKey('ann'), '0', '-1', 'WITHSCORES')).toEqual([
+        a.family,
+        String(e(a)),
+        b.family,
+        String(e(b)),
+      ]);
+      expect(await client.pexpiretime(indexKey('ann'))).toBe(e(b));
+      // A login with an earlier expiry never shortens the index.
+      await login('ann', 30_000);
+      expect(await client.pexpiretime(indexKey('ann'))).toBe(e(b));
+
+      await store.storeOrUpdate({ uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() });
+      expect(await store.length()).toBe(1);
+      expect((await client.keys(`${prefix}*`)).length).toBe(5); // the token, three families, one index
+      await store.clear();
+      expect(await client.keys(`${prefix}*`)).toEqual([]);
+    });
+
+    it("a rotation moves e, the key's expiry, the index score and the index's expiry forward", async () => {
+      const a = await login('ann', 60_000);
+      const next = { tokenHash: newHash(), expiresAt: inFuture(600_000) };
+      expect(await store.rotateFamily(a.family, a.tokenHash, next)).toEqual({ ok: true, uid: 'ann' });
+      const e = next.expiresAt.getTime();
+      expect(await client.hgetall(familyKey(a.family))).toEqual({
+        uid: 'ann',
+        h: next.tokenHash,
+        e: String(e),
+      });
+      expect(await client.pexpiretime(familyKey(a.family))).toBe(e);
+      expect(await client.zscore(indexKey('ann'), a.family)).toBe(String(e));
+      expect(await client.pexpiretime(indexKey('ann'))).toBe(e);
+    });
+
+    it('revokeFamilies still finds a family rotated past the expiry it was created with (rotation is an idle timeout)', async () => {
+      const a = await login('ann', 100);
+      const next = { tokenHash: newHash(), expiresAt: inFuture(60_000) };
+      expect(await store.rotateFamily(a.family, a.tokenHash, next)).toEqual({ ok: true, uid: 'ann' });
+      await sleep(300);
+      await login('ann'); // another login of the uid prunes the index: the rotated family must stay listed
+      expect(await store.hasFamily(a.family)).toBe(true);
+      await store.revokeFamilies('ann');
+      expect(await store.hasFamily(a.family)).toBe(false);
+    });
+
+    it('Redis itself deletes a family and its index at expiresAt, with no call from the app', async () => {
+      const a = await login('ann', 50);
+      expect(await client.exists(familyKey(a.family), indexKey('ann'))).toBe(2);
+      await sleep(300);
+      expect(await client.exists(familyKey(a.family), indexKey('ann'))).toBe(0);
+    });
+
+    it('judges expiry by the app clock while the key still lives: hasFamily false, rotateFamily "expired" deletes it', async () => {
+      const a = await login('ann');
+      await client.hset(familyKey(a.family), 'e', String(Date.now() - 1));
+      expect(await store.hasFamily(a.family)).toBe(false);
+      expect(await store.revokeFamily(a.family)).toBeUndefined();
+      const b = await login('ann');
+      await client.hset(familyKey(b.family), 'e', String(Date.now() - 1));
+      expect(
+        await store.rotateFamily(b.family, b.tokenHash, { tokenHash: newHash(), expiresAt: inFuture() }),
+      ).toEqual({ ok: false, reason: 'expired' });
+      expect(await client.exists(familyKey(b.family))).toBe(0);
+    });
+
+    it('accepts a family whose expiresAt has passed and writes nothing, not even to the index', async () => {
+      const record = {
+        family: newHash(),
+        uid: 'ann',
+        tokenHash: newHash(),
+        expiresAt: new Date(Date.now() - 1),
+      };
+      await expect(store.createFamily(record)).resolves.toBeUndefined();
+      expect(await client.exists(familyKey(record.family), indexKey('ann'))).toBe(0);
+      const next = { tokenHash: newHash(), expiresAt: inFuture() };
+      expect(await store.rotateFamily(record.family, record.tokenHash, next)).toEqual({
+        ok: false,
+        reason: 'missing',
+      });
+    });
+
+    it('the index forgets members past their expiry at the next login; revokeFamilies removes the ones it handled', async () => {
+      await login('ann', 50);
+      await sleep(100);
+      const b = await login('ann');
+      expect(await client.zrange(indexKey('ann'), '0', '-1')).toEqual([b.family]);
+      expect(await store.revokeFamily(b.family)).toBe('ann');
+      expect(await client.zrange(indexKey('ann'), '0', '-1')).toEqual([b.family]); // lazily: it goes with its score
+      await client.zadd(indexKey('ann'), String(Date.now() + 60_000), 'not a family');
+      await store.revokeFamilies('ann');
+      expect(await client.exists(indexKey('ann'))).toBe(0);
+    });
+
+    it('revokeFamilies deletes only families that still belong to the uid, whatever its index lists', async () => {
+      const bob = await login('bob');
+      const ann = await login('ann');
+      // Another program slips bob's family into ann's index: "log out everywhere" of ann must not log bob out.
+      await client.zadd(indexKey('ann'), String(Date.now() + 60_000), bob.family);
+      await store.revokeFamilies('ann');
+      expect(await store.hasFamily(ann.family)).toBe(false);
+      expect(await store.hasFamily(bob.family)).toBe(true);
+      expect(await client.zrange(indexKey('bob'), '0', '-1')).toEqual([bob.family]);
+    });
+
+    it.each([
+      ['the hex of a family', (f: string) => f],
+      ['shaped like a family key after the prefix', (f: string) => `f:${f}`],
+      ['shaped like an index key after the prefix', () => 'u:ann'],
+      ['a glob', () => '*'],
+      ['a family hex and a glob', (f: string) => `${f}*`],
+    ])(
+      "a uid that is %s never meets ann's family: tokens, invalidateUser, revokeFamilies",
+      async (_, hostile) => {
+        const ann = await login('ann');
+        const uid = hostile(ann.family);
+        const tokenHash = newHash();
+        await store.storeOrUpdate({ uid, tokenHash, expiresAt: inFuture() });
+        expect(await store.length()).toBe(1);
+        await store.revokeFamilies(uid);
+        await store.invalidateUser(uid, newHash());
+        expect(await store.hasFamily(ann.family)).toBe(true);
+        expect(await store.consume(uid, tokenHash, { keep: true })).toEqual({ ok: true });
+        // The hostile uid's own family and index are keys of their own too.
+        const own = await login(uid);
+        await store.invalidateUser(uid);
+        expect(await store.hasFamily(own.family)).toBe(true);
+        await store.revokeFamilies(uid);
+        expect(await store.hasFamily(own.family)).toBe(false);
+        expect(await store.hasFamily(ann.family)).toBe(true);
+        expect(
+          await store.rotateFamily(ann.family, ann.tokenHash, {
+            tokenHash: newHash(),
+            expiresAt: inFuture(),
+          }),
+        ).toEqual({ ok: true, uid: 'ann' });
+        expect(await client.zrange(indexKey('ann'), '0', '-1')).toEqual([ann.family]);
+      },
+    );
+
+    it('a foreign value at a family key is no family: hasFamily false, rotateFamily rejects, createFamily replaces it', async () => {
+      const family = newHash();
+      await client.set(familyKey(family), 'written by another program');
+      await client.set(indexKey('ann'), 'written by another program');
+      expect(await store.hasFamily(family)).toBe(false);
+      const next = { tokenHash: newHash(), expiresAt: inFuture() };
+      await expect(store.rotateFamily(family, newHash(), next)).rejects.toThrow(/WRONGTYPE/);
+      await store.revokeFamilies('ann'); // a foreign value at the index lists nothing
+      const record = { family, uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() };
+      await store.createFamily(record);
+      expect(await store.hasFamily(family)).toBe(true);
+      expect(await client.zrange(indexKey('ann'), '0', '-1')).toEqual([family]);
+      expect(await store.rotateFamily(family, record.tokenHash, next)).toEqual({ ok: true, uid: 'ann' });
+    });
+
+    it('of 50 rotations with one hash over two connections exactly one wins and the family ends revoked, 20 rounds', async () => {
+      const second = sharedClient();
+      await second.connect();
+      try {
+        const stores = [store, new RedisStore({ client: second, prefix })];
+        for (let round = 0; round < 20; round++) {
+          const record = await login('ann');
+          const results = await Promise.all(
+            Array.from({ length: 50 }, (_, i) =>
+              stores[i % 2]!.rotateFamily(record.family, record.tokenHash, {
+                tokenHash: newHash(),
+                expiresAt: inFuture(),
+              }),
+            ),
+          );
+          expect(results.filter((r) => r.ok)).toEqual([{ ok: true, uid: 'ann' }]);
+          const reasons = new Set(results.flatMap((r) => (r.ok ? [] : [r.reason])));
+          expect([...reasons].every((r) => r === 'reused' || r === 'missing')).toBe(true);
+          expect(reasons.has('reused')).toBe(true);
+          expect(await client.exists(familyKey(record.family))).toBe(0);
+        }
+      } finally {
+        second.disconnect();
+      }
+    });
+
+    it('a login created while revokeFamilies runs (after it read the index) stays listed, so the next one finds it', async () => {
+      const second = sharedClient();
+      await second.connect();
+      try {
+        const other = new RedisStore({ client: second, prefix });
+        const old = await login('ann');
+        const record = { family: newHash(), uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() };
+        // The new login lands exactly between revokeFamilies' read of the index and its removal of what it read.
+        const original = second.evalsha.bind(second) as (...args: unknown[]) => Promise<unknown>;
+        const evalsha = vi.spyOn(second, 'evalsha').mockImplementation((async (...args: unknown[]) => {
+          const reply = await original(...args);
+          if (args[0] === SCRIPTS.indexList.sha) await store.createFamily(record);
+          return reply;
+        }) as never);
+        try {
+          await other.revokeFamilies('ann');
+        } finally {
+          evalsha.mockRestore();
+        }
+        expect(await store.hasFamily(old.family)).toBe(false);
+        expect(await store.hasFamily(record.family)).toBe(true);
+        expect(await client.zrange(indexKey('ann'), '0', '-1')).toEqual([record.family]);
+        await other.revokeFamilies('ann');
+        expect(await store.hasFamily(record.family)).toBe(false);
+
+        // And raced for real, over two connections: a surviving login is always listed.
+        for (let round = 0; round < 50; round++) {
+          const before = await login('ann');
+          const racing = { ...record, family: newHash() };
+          await Promise.all([other.revokeFamilies('ann'), store.createFamily(racing)]);
+          expect(await store.hasFamily(before.family)).toBe(false);
+          if (await store.hasFamily(racing.family)) {
+            expect(await client.zscore(indexKey('ann'), racing.family)).not.toBeNull();
+          }
+          await store.revokeFamilies('ann');
+        }
+      } finally {
+        second.disconnect();
+      }
+    });
+
+    it('rotateFamily rejects when the index cannot follow a rotation; the old token then revokes the family', async () => {
+      const a = await login('ann');
+      // The connection drops right after the rotation's own script: the index update fails.
+      const original = client.evalsha.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      const evalsha = vi
+        .spyOn(client, 'evalsha')
+        .mockImplementation(((...args: unknown[]) =>
+          args[0] === SCRIPTS.indexAdd.sha
+            ? Promise.reject(new Error('Connection is closed.'))
+            : original(...args)) as never);
+      try {
+        await expect(
+          store.rotateFamily(a.family, a.tokenHash, { tokenHash: newHash(), expiresAt: inFuture() }),
+        ).rejects.toThrow(/closed/);
+      } finally {
+        evalsha.mockRestore();
+      }
+      // The client never got the new refresh token: its retry with the old one is a reuse, and logs the family out.
+      const retry = await store.rotateFamily(a.family, a.tokenHash, {
+        tokenHash: newHash(),
+        expiresAt: inFuture(),
+      });
+      expect(retry).toEqual({ ok: false, reason: 'reused' });
+      expect(await store.hasFamily(a.family)).toBe(false);
+    });
+  });
+
   it("works under the client's own keyPrefix", async () => {
     const prefixed = sharedClient({ keyPrefix: `${RUN}kp:` });
     await prefixed.connect();
@@ -334,6 +612,32 @@ describeRedis('RedisStore on the shared server', () => {
       await store.clear();
       expect(await client.exists(`${RUN}kp:p:ann`)).toBe(0);
       expect(await client.get(`${RUN}kp:px:ann`)).toBe('not mine');
+    } finally {
+      prefixed.disconnect();
+    }
+  });
+
+  it("keeps refresh families under the client's own keyPrefix too; clear() removes them there", async () => {
+    const prefixed = sharedClient({ keyPrefix: `${RUN}kpf:` });
+    await prefixed.connect();
+    try {
+      const store = new RedisStore({ client: prefixed, prefix: 'p:' });
+      const record = { family: newHash(), uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() };
+      await store.createFamily(record);
+      const keys = [`${RUN}kpf:p:\u0001f:${record.family}`, `${RUN}kpf:p:\u0001u:ann`];
+      expect(await client.exists(...keys)).toBe(2);
+      expect(await store.length()).toBe(0);
+      const next = { tokenHash: newHash(), expiresAt: inFuture(120_000) };
+      expect(await store.rotateFamily(record.family, record.tokenHash, next)).toEqual({
+        ok: true,
+        uid: 'ann',
+      });
+      expect(await client.pexpiretime(keys[1]!)).toBe(next.expiresAt.getTime());
+      await store.revokeFamilies('ann');
+      expect(await client.exists(...keys)).toBe(0);
+      await store.createFamily(record);
+      await store.clear();
+      expect(await client.exists(...keys)).toBe(0);
     } finally {
       prefixed.disconnect();
     }
@@ -476,6 +780,145 @@ describe('RedisStore options and arguments (no server)', () => {
     await store.consume('ann\uD83D\uDE42', newHash(), { keep: false });
     expect(calls).toEqual(['evalsha']);
   });
+
+  /** Records every evalsha as [script name, keys, args] and answers with `reply(name)`. */
+  function scriptClient(reply: (name: string) => unknown, isCluster = false) {
+    const names = new Map(Object.entries(SCRIPTS).map(([name, s]) => [s.sha, name]));
+    const calls: { name: string; keys: unknown[]; args: unknown[] }[] = [];
+    const client = {
+      isCluster,
+      nodes: () => [],
+      evalsha: async (sha: string, numkeys: number, ...rest: unknown[]) => {
+        const name = names.get(sha) ?? sha;
+        calls.push({ name, keys: rest.slice(0, numkeys), args: rest.slice(numkeys) });
+        return reply(name);
+      },
+      eval: async () => {
+        throw new Error('no EVAL expected');
+      },
+      hget: async (...args: unknown[]) => {
+        calls.push({ name: 'hget', keys: [args[0]], args: args.slice(1) });
+        return String(Date.now() + 60_000);
+      },
+      unlink: async () => 0,
+      scanBuffer: async () => [Buffer.from('0'), []],
+    };
+    return { client: client as unknown as Redis, calls };
+  }
+
+  it('the family methods reject bad arguments with INVALID_ARGUMENT before touching Redis', async () => {
+    const { client, calls } = fakeClient();
+    const store = new RedisStore({ client });
+    const good = { family: newHash(), uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() };
+    const next = { tokenHash: newHash(), expiresAt: inFuture() };
+    const op = { $ne: null } as never;
+    for (const work of [
+      () => store.createFamily({ ...good, family: 'f'.repeat(63) }),
+      () => store.createFamily({ ...good, family: good.family.toUpperCase() }),
+      () => store.createFamily({ ...good, uid: op }),
+      () => store.createFamily({ ...good, uid: `\u0001u:ann` }),
+      () => store.createFamily({ ...good, uid: 'ann\uD800' }),
+      () => store.createFamily({ ...good, tokenHash: op }),
+      () => store.createFamily({ ...good, expiresAt: Date.now() as never }),
+      () => store.createFamily(null as never),
+      () => store.rotateFamily(op, good.tokenHash, next),
+      () => store.rotateFamily(`${good.family}*`, good.tokenHash, next),
+      () => store.rotateFamily(good.family, '*', next),
+      () => store.rotateFamily(good.family, good.tokenHash, { ...next, tokenHash: op }),
+      () => store.rotateFamily(good.family, good.tokenHash, { ...next, expiresAt: new Date(Number.NaN) }),
+      () => store.rotateFamily(good.family, good.tokenHash, null as never),
+      () => store.revokeFamily(op),
+      () => store.revokeFamily('*'),
+      () => store.revokeFamilies(op),
+      () => store.revokeFamilies(''),
+      () => store.revokeFamilies('a\r\nb'),
+      () => store.hasFamily(['x'] as never),
+      () => store.hasFamily('.*'),
+    ]) {
+      await expect(work()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
+    expect(calls).toEqual([]);
+  });
+
+  it('the family methods send Redis only plain strings: one script each, the index only from a createFamily or a successful rotation', async () => {
+    const family = newHash();
+    const replies: Record<string, unknown> = {
+      familyCreate: 1,
+      familyRotate: ['ok', 'ann'],
+      indexAdd: 1,
+      familyRevoke: 'ann',
+      indexList: [family],
+      familyDrop: 1,
+      indexRemove: 1,
+    };
+    const { client, calls } = scriptClient((name) => replies[name]);
+    const store = new RedisStore({ client, prefix: 'p:' });
+    const record = { family, uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() };
+    const next = { tokenHash: newHash(), expiresAt: inFuture() };
+    await store.createFamily(record);
+    expect(await store.rotateFamily(family, record.tokenHash, next)).toEqual({ ok: true, uid: 'ann' });
+    expect(await store.hasFamily(family)).toBe(true);
+    expect(await store.revokeFamily(family)).toBe('ann');
+    await store.revokeFamilies('ann');
+    const fk = `p:\u0001f:${family}`;
+    const ik = 'p:\u0001u:ann';
+    expect(calls.map((c) => [c.name, c.keys])).toEqual([
+      ['familyCreate', [fk, ik]], // standalone: one atomic script names both keys
+      ['familyRotate', [fk]],
+      ['indexAdd', [ik]],
+      ['hget', [fk]],
+      ['familyRevoke', [fk]],
+      ['indexList', [ik]],
+      ['familyDrop', [fk]],
+      ['indexRemove', [ik]],
+    ]);
+    for (const c of calls) for (const v of [...c.keys, ...c.args]) expect(typeof v).toBe('string');
+    expect(calls[1]!.args).toEqual([
+      record.tokenHash,
+      expect.stringMatching(/^\d+$/),
+      next.tokenHash,
+      String(next.expiresAt.getTime()),
+    ]);
+
+    // A failed rotation never touches the index.
+    calls.length = 0;
+    replies.familyRotate = ['reused'];
+    expect(await store.rotateFamily(family, record.tokenHash, next)).toEqual({ ok: false, reason: 'reused' });
+    expect(calls.map((c) => c.name)).toEqual(['familyRotate']);
+  });
+
+  it('on a Cluster, createFamily writes the family first and lists it in the index only then (never for an expired one)', async () => {
+    const replies: Record<string, unknown> = { familyCreate: 1, indexAdd: 1 };
+    const { client, calls } = scriptClient((name) => replies[name], true);
+    const store = new RedisStore({ client, prefix: 'p:' });
+    const record = { family: newHash(), uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() };
+    await store.createFamily(record);
+    expect(calls.map((c) => [c.name, c.keys])).toEqual([
+      ['familyCreate', [`p:\u0001f:${record.family}`]],
+      ['indexAdd', ['p:\u0001u:ann']],
+    ]);
+    calls.length = 0;
+    replies.familyCreate = 0;
+    await store.createFamily({ ...record, expiresAt: new Date(Date.now() - 1) });
+    expect(calls.map((c) => c.name)).toEqual(['familyCreate']);
+  });
+
+  it.each<[string, unknown]>([
+    ['an unknown status', ['stolen']],
+    ['ok without a uid', ['ok']],
+    ['ok with a uid that no uid can be', ['ok', 'a\u0000b']],
+    ['nothing', null],
+  ])(
+    'rotateFamily rejects with STORE_ERROR for %s from the script, and touches no index',
+    async (_, reply) => {
+      const { client, calls } = scriptClient(() => reply);
+      const store = new RedisStore({ client });
+      await expect(
+        store.rotateFamily(newHash(), newHash(), { tokenHash: newHash(), expiresAt: inFuture() }),
+      ).rejects.toMatchObject({ code: 'STORE_ERROR' });
+      expect(calls.map((c) => c.name)).toEqual(['familyRotate']);
+    },
+  );
 });
 
 // Outages: a private redis-server on a spare port, stopped and started again under a running app.
@@ -666,6 +1109,55 @@ describeRedisServer('RedisStore through an outage of its own redis-server', () =
     }
     expect(unhandled).toEqual([]);
   });
+
+  it('refresh families while Redis is down: every family call rejects at once, POST /refresh answers 503 STORE_ERROR', async () => {
+    const client = connectPrivate({
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: 1000,
+    });
+    await client.connect();
+    const store = new RedisStore({ client, prefix: 'outage-fam:' });
+    const reported: unknown[] = [];
+    const t = createApp({
+      store,
+      session: 'none',
+      init: { jwt: { secret: 'a jwt secret of at least 32 bytes!!' }, onError: (err) => reported.push(err) },
+      before: (app, passwordless) => app.post('/refresh', passwordless.refresh()),
+    });
+    await request(t.app).post('/sendtoken').type('form').send({ user: 'ann@example.com' }).expect(200);
+    const login = await request(t.app)
+      .get(`/?${linkQuery(t.outbox.last())}`)
+      .set('Accept', 'application/json')
+      .expect(200);
+    const refreshToken = login.body.refreshToken as string;
+    expect(typeof refreshToken).toBe('string');
+    const family = (await client.keys('outage-fam:\u0001f:*'))[0]!.slice('outage-fam:\u0001f:'.length);
+
+    await server.stop();
+    const next = { tokenHash: newHash(), expiresAt: inFuture() };
+    const started = Date.now();
+    const calls = await Promise.allSettled([
+      store.createFamily({ family: newHash(), uid: 'ann', tokenHash: newHash(), expiresAt: inFuture() }),
+      store.rotateFamily(family, newHash(), next),
+      store.revokeFamily(family),
+      store.revokeFamilies('ann@example.com'),
+      store.hasFamily(family),
+    ]);
+    expect(calls.map((c) => c.status)).toEqual(Array(5).fill('rejected'));
+    expect(Date.now() - started).toBeLessThan(1000);
+    const refused = await request(t.app).post('/refresh').send({ refreshToken });
+    expect([refused.status, refused.body]).toEqual([503, { error: expect.any(String) }]);
+    expect(reported).toHaveLength(1);
+    expect((reported[0] as PasswordlessError).code).toBe('STORE_ERROR');
+
+    // The server restarts without persistence: the login is gone, and the refresh token is refused, not accepted.
+    await server.start();
+    await waitUntilReady(client);
+    const after = await request(t.app).post('/refresh').send({ refreshToken });
+    expect([after.status, after.body]).toEqual([401, { error: 'invalid_grant' }]);
+    expect(unhandled).toEqual([]);
+  });
 });
 
 // Memory pressure: a private redis-server whose used memory is over `maxmemory` under `noeviction`, the policy the docs
@@ -746,6 +1238,31 @@ describeRedisServer('RedisStore while its own redis-server is out of memory (max
       expect(await store.length()).toBe(1);
     });
     expect(await store.consume('ann', tokenHash, { keep: false })).toEqual({ ok: false, reason: 'missing' });
+  });
+
+  it('refresh families while out of memory: create and rotate are refused whole; hasFamily and both revokes work', async () => {
+    const store = new RedisStore({ client, prefix: 'oom-fam:' });
+    const fam = (uid: string) => ({ family: newHash(), uid, tokenHash: newHash(), expiresAt: inFuture() });
+    const next = () => ({ tokenHash: newHash(), expiresAt: inFuture() });
+    const kept = fam('cid');
+    const ann1 = fam('ann');
+    const ann2 = fam('ann');
+    const bob = fam('bob');
+    for (const record of [kept, ann1, ann2, bob]) await store.createFamily(record);
+    const fresh = fam('dan');
+    await whileOutOfMemory(async () => {
+      await expect(store.createFamily(fresh)).rejects.toThrow(/OOM/);
+      // Neither the current hash nor another one is compared: no rotation, and no revocation as 'reused'.
+      await expect(store.rotateFamily(kept.family, kept.tokenHash, next())).rejects.toThrow(/OOM/);
+      await expect(store.rotateFamily(kept.family, newHash(), next())).rejects.toThrow(/OOM/);
+      expect(await store.hasFamily(kept.family)).toBe(true);
+      // Logging out (one login, or everywhere) only removes: it works while Redis is full.
+      expect(await store.revokeFamily(bob.family)).toBe('bob');
+      await store.revokeFamilies('ann');
+      for (const gone of [bob, ann1, ann2]) expect(await store.hasFamily(gone.family)).toBe(false);
+    });
+    expect(await store.hasFamily(fresh.family)).toBe(false);
+    expect(await store.rotateFamily(kept.family, kept.tokenHash, next())).toEqual({ ok: true, uid: 'cid' });
   });
 });
 
@@ -858,9 +1375,6 @@ describeRedisServer('RedisStore on a Redis Cluster of its own redis-servers', ()
   tokenStoreContract(
     'RedisStore on a Cluster',
     () => new RedisStore({ client: cluster, prefix: 'contract:' }),
-    {
-      refreshFamilies: false, // no refresh-family methods (API mode) in this store yet
-    },
   );
 
   it('spreads keys over every master and clear()/length() reach all of them, under the client keyPrefix', async () => {
@@ -918,5 +1432,56 @@ describeRedisServer('RedisStore on a Redis Cluster of its own redis-servers', ()
     } finally {
       prefixed.disconnect();
     }
+  });
+
+  it("keeps families and the uid's index on whichever masters their slots say; revokeFamilies, clear() and length() reach them all", async () => {
+    const store = new RedisStore({ client: cluster, prefix: 'fam:' });
+    await store.clear();
+    const uids = Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? `user{${i}}` : `user${i}@example.com`));
+    const logins = uids.flatMap((uid) =>
+      Array.from({ length: 3 }, () => ({
+        family: newHash(),
+        uid,
+        tokenHash: newHash(),
+        expiresAt: inFuture(),
+      })),
+    );
+    await Promise.all(logins.map((record) => store.createFamily(record)));
+    const slot = async (key: string) => Number(await cluster.call('CLUSTER', 'KEYSLOT', key));
+    let apart = 0;
+    for (const record of logins) {
+      if ((await slot(`fam:\u0001f:${record.family}`)) !== (await slot(`fam:\u0001u:${record.uid}`)))
+        apart += 1;
+    }
+    expect(apart).toBeGreaterThan(logins.length / 2);
+    const perMaster = await Promise.all(cluster.nodes('master').map((node) => node.dbsize()));
+    for (const n of perMaster) expect(n).toBeGreaterThan(0);
+    expect(await store.length()).toBe(0);
+
+    const [first, second] = logins;
+    const next = { tokenHash: newHash(), expiresAt: inFuture(120_000) };
+    expect(await store.rotateFamily(first!.family, first!.tokenHash, next)).toEqual({
+      ok: true,
+      uid: uids[0],
+    });
+    expect(await cluster.zscore(`fam:\u0001u:${uids[0]}`, first!.family)).toBe(
+      String(next.expiresAt.getTime()),
+    );
+    expect(await store.rotateFamily(second!.family, newHash(), next)).toEqual({
+      ok: false,
+      reason: 'reused',
+    });
+
+    await store.revokeFamilies(uids[0]!);
+    await store.revokeFamilies(uids[1]!);
+    for (const record of logins) {
+      expect(await store.hasFamily(record.family)).toBe(record.uid !== uids[0] && record.uid !== uids[1]);
+    }
+    expect(await cluster.exists(`fam:\u0001u:${uids[0]}`)).toBe(0);
+    await store.storeOrUpdate({ uid: uids[2]!, tokenHash: newHash(), expiresAt: inFuture() });
+    expect(await store.length()).toBe(1);
+    await store.clear();
+    const left = await Promise.all(cluster.nodes('master').map((node) => node.keys('fam:*')));
+    expect(left.flat()).toEqual([]);
   });
 });
