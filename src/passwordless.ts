@@ -318,9 +318,9 @@ export class Passwordless {
     }
     const cfg = validateRequestTokenOptions(options);
     return this.#handle(
-      (req) => wantsJson(req, cfg.json),
+      (req) => this.#negotiate(req, cfg.json),
       async (req, res, next) => {
-        const json = wantsJson(req, cfg.json);
+        const json = this.#negotiate(req, cfg.json);
         const { store, config } = this.#ready('requestToken()');
         if (!this.#defaultDelivery && this.#namedDeliveries.size === 0) {
           throw new PasswordlessError(
@@ -382,7 +382,8 @@ export class Passwordless {
         // Device binding: a fresh nonce in an HttpOnly cookie, for known and unknown users alike (the same headers).
         let nonce: string | undefined;
         if (cfg.bindToDevice) nonce = setDeviceCookie(req, res, target?.uid, ttl);
-        else if (target) clearDeviceCookie(req, res, target.uid);
+        // enumerationSafe: no cookie is cleared for a known user only (its absence would tell them apart).
+        else if (target && !cfg.enumerationSafe) clearDeviceCookie(req, res, target.uid);
         if (!target) {
           if (!cfg.enumerationSafe) return this.#requestFailure(req, res, cfg, 401, json);
           // Unknown user, enumeration-safe: the answer of a known user, with nothing stored and nothing sent.
@@ -550,7 +551,7 @@ export class Passwordless {
       if (cfg.failureRedirect === undefined) {
         res.status(401).set('WWW-Authenticate', 'Provide a token');
         // A JSON client (API mode) gets a JSON body; status and challenge are the same for everyone.
-        if (wantsJson(req, undefined) || bearerToken(req) !== undefined) {
+        if (this.#negotiate(req, undefined) || bearerToken(req) !== undefined) {
           return sendJsonError(res, 401, 'unauthorized', { 'WWW-Authenticate': 'Provide a token' });
         }
         res.send('Unauthorized');
@@ -599,7 +600,9 @@ export class Passwordless {
     const cfg = validateLogoutOptions(options);
     const presented = (req: Request) => field(req.body, 'refreshToken');
     const jsonOf = (req: Request) =>
-      wantsJson(req, cfg.json) || bearerFamily(req) !== undefined || presented(req) !== undefined;
+      this.#negotiate(req, cfg.json) ||
+      bearerFamily(req) !== undefined ||
+      (this.#config?.jwt !== undefined && presented(req) !== undefined);
     return this.#handle(jsonOf, async (req, res, next) => {
       const flash = flashOf(req);
       if (cfg.successFlash !== undefined && !flash) {
@@ -732,6 +735,11 @@ export class Passwordless {
         sendTokens(res, await tokenResponse(jwt, result.uid, presented.family, next.refreshToken));
       },
     );
+  }
+
+  /** JSON or not: `json` forces it; unset, only in API mode (init `jwt`) and when the request accepts JSON. */
+  #negotiate(req: Request, json: boolean | undefined): boolean {
+    return json ?? (this.#config?.jwt !== undefined && wantsJson(req, undefined));
   }
 
   /** Throws at setup when init ran without `jwt` (API mode needs keys). */

@@ -45,6 +45,28 @@ describe.each(EXPRESS_MAJORS)('enumerationSafe on Express %i', (major) => {
     expect((await request(t.app).get(`/?${linkQuery(t.outbox.last())}`)).body.user).toBe('u-1');
   });
 
+  it('a forged device cookie for a guessed uid gets the same answer for known and unknown users', async () => {
+    const { createHash } = await import('node:crypto');
+    const tag = (uid: string) => createHash('sha256').update(uid).digest('hex').slice(0, 16);
+    const t = createApp({
+      express: major,
+      getUserId: (user: string) => (user === 'known@example.com' ? 'known@example.com' : null),
+      request: { enumerationSafe: true },
+    });
+    const nonce = 'A'.repeat(22);
+    const known = await request(t.app)
+      .post('/sendtoken')
+      .set('Cookie', `pwdless-device=${tag('known@example.com')}.${nonce}`)
+      .type('form')
+      .send({ user: 'known@example.com' });
+    const unknown = await request(t.app)
+      .post('/sendtoken')
+      .set('Cookie', `pwdless-device=${tag('nobody@example.com')}.${nonce}`)
+      .type('form')
+      .send({ user: 'nobody@example.com' });
+    expect(visible(unknown)).toEqual(visible(known));
+  });
+
   it('with failureRedirect and flashes, unknown users get the success answer too (same redirect, same flash)', async () => {
     const t = createApp({
       express: major,
