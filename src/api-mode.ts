@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import type { Request, Response } from 'express';
 import type * as Jose from 'jose';
 import { PasswordlessError } from './errors.js';
-import { fail, show } from './options.js';
+import { fail, readOptions, show } from './options.js';
 import { hashToken } from './token.js';
 import type { JwtOptions, TokenStore } from './types.js';
 
@@ -182,17 +182,18 @@ function duration(
   return v;
 }
 
-const JWT_KEYS = new Set<keyof JwtOptions>([
-  'secret',
-  'privateKey',
-  'publicKey',
-  'kid',
-  'previousKeys',
-  'issuer',
-  'audience',
-  'accessTtl',
-  'refreshTtl',
-]);
+// Every key of JwtOptions; the compiler keeps the list complete.
+const JWT_KEYS: Record<keyof Required<JwtOptions>, true> = {
+  secret: true,
+  privateKey: true,
+  publicKey: true,
+  kid: true,
+  previousKeys: true,
+  issuer: true,
+  audience: true,
+  accessTtl: true,
+  refreshTtl: true,
+};
 
 /** Checks the `jwt` option of init at once: keys readable, pair matching, lifetimes sane; loads jose. */
 export function validateJwtOptions(call: string, value: unknown): Readonly<JwtConfig> {
@@ -202,12 +203,8 @@ export function validateJwtOptions(call: string, value: unknown): Readonly<JwtCo
       `\`jwt\` must be an object ({ secret } or { privateKey, publicKey, kid }); got ${show(value)}.`,
     );
   }
-  const o = value as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!JWT_KEYS.has(key as keyof JwtOptions)) {
-      fail(call, `unknown option \`jwt.${key}\`; known: ${[...JWT_KEYS].join(', ')}.`);
-    }
-  }
+  // Unknown keys (typos such as `expiresIn`) are refused with a suggestion, as for every other option.
+  const o = readOptions(`${call} jwt`, value, JWT_KEYS);
   const hasPair = o.privateKey !== undefined || o.publicKey !== undefined;
   if ((o.secret !== undefined) === hasPair) {
     fail(call, '`jwt` needs either `secret` (HS256) or `privateKey` + `publicKey` + `kid`, not both.');

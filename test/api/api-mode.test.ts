@@ -1,7 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import express, { type Express } from 'express';
+import express from 'express';
 import {
-  type InitOptions,
   type JwtOptions,
   MemoryStore,
   Passwordless,
@@ -10,89 +9,8 @@ import {
 } from 'express-passwordless';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT, UnsecuredJWT } from 'jose';
 import request from 'supertest';
-import { afterEach, describe, expect, it } from 'vitest';
-
-const SECRET = 'an HS256 secret of at least 32 bytes!!';
-const key = new TextEncoder().encode(SECRET);
-
-interface Harness {
-  app: Express;
-  store: TokenStore;
-  sent: { uid: string; token: string }[];
-  errors: PasswordlessError[];
-  pwd: Passwordless;
-}
-
-const stores: TokenStore[] = [];
-afterEach(async () => {
-  for (const s of stores.splice(0)) await s.close();
-});
-
-/** A JSON API in the shape of examples/api: request, accept, refresh, logout, a protected route. */
-function api(
-  jwt: JwtOptions = { secret: SECRET },
-  init: InitOptions = {},
-  store: TokenStore = new MemoryStore(),
-) {
-  stores.push(store);
-  const pwd = new Passwordless();
-  const errors: PasswordlessError[] = [];
-  pwd.init(store, { jwt, secret: randomBytes(32), onError: (err) => errors.push(err), ...init });
-  const sent: { uid: string; token: string }[] = [];
-  pwd.addDelivery(
-    async (ctx) => {
-      sent.push({ uid: ctx.uid, token: ctx.token });
-    },
-    { numberToken: { max: 1_000_000 } },
-  );
-  const app = express();
-  app.use(express.json());
-  app.use(pwd.bearerSupport());
-  const users = new Set(['alice@example.com', 'bob@example.com']);
-  app.post(
-    '/auth/request',
-    pwd.requestToken((user) => (users.has(user) ? user : null)),
-  );
-  app.post('/auth/accept', pwd.acceptToken());
-  app.post('/auth/refresh', pwd.refresh());
-  app.post('/auth/logout', pwd.logout(), (_req, res) => void res.status(204).end());
-  app.post(
-    '/auth/logout-everywhere',
-    pwd.logout({ everywhere: true }),
-    (_req, res) => void res.status(204).end(),
-  );
-  app.get(
-    '/me',
-    pwd.restricted(),
-    (req, res) => void res.json({ uid: (req as unknown as { user: string }).user }),
-  );
-  const checked = express.Router();
-  checked.use(pwd.bearerSupport({ checkRevocation: true }));
-  checked.get(
-    '/',
-    pwd.restricted(),
-    (req, res) => void res.json({ uid: (req as unknown as { user: string }).user }),
-  );
-  app.use('/checked', checked);
-  return { app, store, sent, errors, pwd } satisfies Harness;
-}
-
-const JSON_ACCEPT = { Accept: 'application/json' };
-
-async function login(h: Harness, uid = 'alice@example.com') {
-  await request(h.app).post('/auth/request').set(JSON_ACCEPT).send({ user: uid }).expect(202);
-  const { token } = h.sent.at(-1)!;
-  const res = await request(h.app).post('/auth/accept').set(JSON_ACCEPT).send({ uid, token }).expect(200);
-  return res.body as {
-    uid: string;
-    accessToken: string;
-    refreshToken: string;
-    expiresIn: number;
-    tokenType: string;
-  };
-}
-
-const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });
+import { describe, expect, it } from 'vitest';
+import { api, bearer, type Harness, JSON_ACCEPT, KEY, login, SECRET, track } from './harness.js';
 
 describe('JSON request and acceptance', () => {
   it('request answers 202 {} for Accept: application/json, and the same for an unknown user only with enumerationSafe', async () => {
@@ -152,7 +70,7 @@ describe('JSON request and acceptance', () => {
   it('the access token is an HS256 at+jwt with sub, iat, exp (15 min), jti and sid, verified by jose on its own', async () => {
     const h = api({ secret: SECRET, issuer: 'https://auth.example', audience: 'mobile' });
     const { accessToken } = await login(h);
-    const { payload, protectedHeader } = await jwtVerify(accessToken, key, {
+    const { payload, protectedHeader } = await jwtVerify(accessToken, KEY, {
       algorithms: ['HS256'],
       issuer: 'https://auth.example',
       audience: 'mobile',
@@ -216,7 +134,7 @@ describe('JSON request and acceptance', () => {
   it('without jwt, a JSON client of acceptToken gets the 1.x behaviour (no tokens to answer)', async () => {
     const pwd = new Passwordless();
     const store = new MemoryStore();
-    stores.push(store);
+    track(store);
     pwd.init(store, { secret: randomBytes(32) });
     const sent: string[] = [];
     pwd.addDelivery(async (ctx) => void sent.push(ctx.token));
@@ -299,14 +217,14 @@ describe('bearerSupport', () => {
     expect(res.body).toEqual({ error: 'invalid_token' });
   }
 
-  it('refuses alg none, another key, another algorithm, expiry, wrong aud/iss/typ, a refresh token, garbage', async () => {
+  it('refuses alg none, another KEY, another algorithm, expiry, wrong aud/iss/typ, a refresh token, garbage', async () => {
     const h = api({ secret: SECRET, audience: 'mobile', issuer: 'https://auth.example' });
     const { accessToken, refreshToken } = await login(h);
     const claims = decodeJwt(accessToken);
     const sign = (
       payload: Record<string, unknown>,
       header: Record<string, unknown> = {},
-      k: Uint8Array = key,
+      k: Uint8Array = KEY,
     ) =>
       new SignJWT({ ...claims, ...payload })
         .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', ...header })
@@ -458,6 +376,26 @@ describe('logout in API mode', () => {
     await request(h.app).post('/auth/refresh').send({ refreshToken: mine.refreshToken }).expect(401);
   });
 
+  it('a hostile refreshToken in the logout body (array, operator object, forged, huge) revokes nothing', async () => {
+    const h = api();
+    const mine = await login(h);
+    const [family] = mine.refreshToken.split('.');
+    for (const refreshToken of [
+      [mine.refreshToken],
+      { $ne: null },
+      `${family}.${'A'.repeat(22)}x`,
+      'x'.repeat(100_000),
+    ]) {
+      const res = await request(h.app).post('/auth/logout').send({ refreshToken });
+      expect(res.status).toBe(204);
+    }
+    const everywhere = await request(h.app)
+      .post('/auth/logout-everywhere')
+      .send({ refreshToken: { $gt: '' } });
+    expect(everywhere.status).toBe(204);
+    await request(h.app).post('/auth/refresh').send({ refreshToken: mine.refreshToken }).expect(200);
+  });
+
   it('everywhere: every login of the uid is revoked, other users stay', async () => {
     const h = api();
     const a1 = await login(h);
@@ -509,9 +447,7 @@ describe('store failures answer JSON 503, reported to onError', () => {
 
 describe('setup errors', () => {
   const store = () => {
-    const s = new MemoryStore();
-    stores.push(s);
-    return s;
+    return track(new MemoryStore());
   };
   const code = (fn: () => unknown) => {
     try {
@@ -579,6 +515,29 @@ describe('setup errors', () => {
     });
     const { accessToken } = await login(h);
     expect(decodeProtectedHeader(accessToken).alg).toBe('RS256');
+  });
+
+  it('the store only ever receives hashes of refresh tokens, never a token or either of its parts', async () => {
+    const store = new MemoryStore();
+    const seen: string[] = [];
+    const create = store.createFamily.bind(store);
+    const rotate = store.rotateFamily.bind(store);
+    store.createFamily = async (record) => {
+      seen.push(JSON.stringify(record));
+      return create(record);
+    };
+    store.rotateFamily = async (family, tokenHash, next) => {
+      seen.push(JSON.stringify([family, tokenHash, next]));
+      return rotate(family, tokenHash, next);
+    };
+    const h = api({ secret: SECRET }, {}, store);
+    const first = await login(h);
+    const second = (
+      await request(h.app).post('/auth/refresh').send({ refreshToken: first.refreshToken }).expect(200)
+    ).body as { refreshToken: string };
+    expect(seen).toHaveLength(2);
+    const parts = [first.refreshToken, second.refreshToken].flatMap((t) => [t, ...t.split('.')]);
+    for (const record of seen) for (const part of parts) expect(record).not.toContain(part);
   });
 
   it('the refresh secret is 128 bits: two logins never share a family or secret', async () => {

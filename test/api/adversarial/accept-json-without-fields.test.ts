@@ -3,7 +3,7 @@
 // HTML 404 "Cannot POST" page; with only one of the two it correctly gets 400 invalid_request.
 import request from 'supertest';
 import { expect, it } from 'vitest';
-import { api } from './harness.js';
+import { api } from '../harness.js';
 
 it('acceptToken({ json: true }) with an empty JSON body answers 400 invalid_request JSON', async () => {
   const h = api();

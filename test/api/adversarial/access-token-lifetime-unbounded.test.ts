@@ -5,7 +5,7 @@
 import { decodeJwt, SignJWT } from 'jose';
 import request from 'supertest';
 import { expect, it } from 'vitest';
-import { api, bearer, KEY, login } from './harness.js';
+import { api, bearer, KEY, login } from '../harness.js';
 
 it('an access token older than accessTtl, or dated in the future, is refused', async () => {
   const h = api();

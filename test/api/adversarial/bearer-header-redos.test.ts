@@ -3,7 +3,7 @@
 // the event loop for ~0.15-0.45 s, on every route behind an app-wide bearerSupport(). Parsing is linear now.
 import request from 'supertest';
 import { expect, it } from 'vitest';
-import { api } from './harness.js';
+import { api } from '../harness.js';
 
 it('a 16 KB Authorization header of spaces is refused quickly (linear time)', async () => {
   const h = api();

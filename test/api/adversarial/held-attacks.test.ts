@@ -4,7 +4,7 @@ import { MemoryStore, type TokenStore } from 'express-passwordless';
 import { decodeJwt, exportJWK, SignJWT } from 'jose';
 import request from 'supertest';
 import { describe, expect, it, vi } from 'vitest';
-import { api, bearer, type Harness, JSON_ACCEPT, KEY, login, SECRET } from './harness.js';
+import { api, bearer, type Harness, JSON_ACCEPT, KEY, login, SECRET } from '../harness.js';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 /** A hand-made HS256 JWT (jose refuses to sign some of these headers). */

@@ -4,7 +4,7 @@
 import { MemoryStore } from 'express-passwordless';
 import request from 'supertest';
 import { expect, it, vi } from 'vitest';
-import { api, bearer, JSON_ACCEPT, login, SECRET } from './harness.js';
+import { api, bearer, JSON_ACCEPT, login, SECRET } from '../harness.js';
 
 const STORE_TIMEOUT = 400;
 const hang = () => new Promise<never>(() => {});

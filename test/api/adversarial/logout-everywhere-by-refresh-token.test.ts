@@ -5,7 +5,7 @@
 // Cause: src/passwordless.ts:603-606 — with no uid on the request, `everywhere` is ignored and invalidateUser skipped.
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { api, JSON_ACCEPT, login } from './harness.js';
+import { api, JSON_ACCEPT, login } from '../harness.js';
 
 describe('logout({ everywhere }) with only a refresh token', () => {
   it('revokes every login of the uid, or refuses — never a silent partial logout', async () => {

@@ -5,7 +5,7 @@
 import { MemoryStore } from 'express-passwordless';
 import request from 'supertest';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
-import { api, login, SECRET } from './harness.js';
+import { api, login, SECRET } from '../harness.js';
 
 const unhandled: unknown[] = [];
 const listener = (reason: unknown) => void unhandled.push(reason);

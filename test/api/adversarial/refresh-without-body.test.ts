@@ -5,7 +5,7 @@
 // such a POST as "no fields" (test/security/post-without-form-or-json-body.test.ts).
 import request from 'supertest';
 import { expect, it } from 'vitest';
-import { api } from './harness.js';
+import { api } from '../harness.js';
 
 it.each<[string, (t: request.Test) => request.Test]>([
   ['no body', (t) => t],

@@ -1,4 +1,5 @@
-// Shared harness for the API-mode adversarial tests: a JSON API in the shape of test/api/api-mode.test.ts.
+// Shared harness of the API-mode tests: a JSON API in the shape of examples/api (request, accept, refresh, logout,
+// a protected route, and one behind the per-request revocation check).
 import { randomBytes } from 'node:crypto';
 import express, { type Express } from 'express';
 import {
@@ -26,6 +27,13 @@ export interface Harness {
 }
 
 const stores: TokenStore[] = [];
+
+/** Closes `store` after the current test. */
+export function track<S extends TokenStore>(store: S): S {
+  stores.push(store);
+  return store;
+}
+
 afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
